@@ -1,0 +1,74 @@
+"""Finding the checkpoint to resume from: the last one that was written completely.
+
+A checkpoint directory is `checkpoint-<step>` as the transformers Trainer writes it. grpokit marks
+one complete (`grpokit_complete.json`) after the trainer has finished writing it; a checkpoint made
+by plain transformers/TRL counts as complete when its trainer state and weights are present.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from grpokit.callbacks import COMPLETE_MARKER
+from grpokit.errors import ConfigError
+
+logger = logging.getLogger("grpokit.checkpoints")
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+def checkpoint_step(path: Path) -> int | None:
+    match = CHECKPOINT_PATTERN.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """True when `path` holds a checkpoint the trainer finished writing."""
+    if not path.is_dir():
+        return False
+    if (path / COMPLETE_MARKER).is_file():
+        return True
+    has_state = (path / "trainer_state.json").is_file()
+    has_weights = any((path / name).is_file() for name in WEIGHT_FILES) or any(path.glob("pytorch_model_fsdp*"))
+    return has_state and has_weights and not any(path.glob("*.tmp"))
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """All `checkpoint-<step>` directories under `directory`, oldest step first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(checkpoint_step(p), p) for p in directory.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return [path for _, path in sorted(found)]
+
+
+def last_complete_checkpoint(directory: str | Path) -> Path | None:
+    """The highest-step complete checkpoint; incomplete ones are skipped with a warning."""
+    for path in reversed(list_checkpoints(directory)):
+        if is_complete_checkpoint(path):
+            return path
+        logger.warning("skipping incomplete checkpoint %s (it was cut short; an earlier one is used)", path)
+    return None
+
+
+def resume_checkpoint(resume: str, checkpoint_dir: str | Path) -> Path | None:
+    """What `resume: auto | never | PATH` means for this run: the checkpoint to resume from, or None."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        return last_complete_checkpoint(checkpoint_dir)
+    path = Path(resume).expanduser()
+    if checkpoint_step(path) is None and path.is_dir():
+        latest = last_complete_checkpoint(path)
+        if latest is not None:
+            return latest
+    if not is_complete_checkpoint(path):
+        raise ConfigError(
+            f"resume: {resume} is not a complete checkpoint directory",
+            where="resume",
+            fix="use 'auto', 'never', or the path of a checkpoint-<step> directory written by a previous run",
+        )
+    return path

@@ -1,0 +1,444 @@
+"""The one YAML config: grpokit's own options, the AWS sample's flat keys, and TRL's fields.
+
+A config file is a flat YAML mapping, as in the AWS GRPO sample's `args.yaml`. Three kinds of key
+live side by side:
+
+- grpokit's own options (`GrpokitOptions` below), which include the sample's keys (`model_id`,
+  `lora_r`, `train_dataset_path`, `mlflow_uri`, ...) and structured sections (`dataset:`, `rewards:`);
+- any field of TRL's `GRPOConfig` (which includes transformers' `TrainingArguments`): these pass
+  through unchanged, are type-checked against TRL's own annotations, and are finally validated by
+  constructing `trl.GRPOConfig` itself. grpokit never copies TRL's field list.
+
+Precedence: defaults < YAML file < `--set KEY=VALUE` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import logging
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from grpokit.data import DatasetOptions
+from grpokit.errors import ConfigError
+from grpokit.rewards import RewardSpec
+
+logger = logging.getLogger("grpokit.config")
+
+# A key is a secret when its last word is one of these: token, hub_token, wandb_token, api_key, ...
+SECRET_KEY_LAST_WORDS = ("token", "secret", "password", "key", "apikey", "credentials")
+MASK = "***"
+
+# TRL defaults that grpokit changes, each for a reason a user of a training tool would expect.
+GRPOKIT_TRL_DEFAULTS: dict[str, Any] = {
+    # One metrics.jsonl line and one progress update per optimizer step.
+    "logging_steps": 1,
+    # Periodic checkpoints so a crash or a spot interruption loses little work.
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "save_total_limit": 2,
+    # Trackers are configured by grpokit's own keys (mlflow_uri, wandb_project).
+    "report_to": "none",
+}
+
+# Keys that only make sense with CUDA, and what grpokit uses instead on a CPU-only machine.
+CUDA_ONLY_TRL_FLAGS = {"bf16": "float32 training", "fp16": "float32 training", "use_vllm": "transformers generate()"}
+
+
+class GrpokitOptions(BaseModel):
+    """grpokit's own options. Every other top-level key must be a field of TRL's GRPOConfig."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Model
+    model_id: str = Field(description="Hugging Face model id, local directory, or a built-in model like 'builtin:tiny'.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Off unless you trust it.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype. 'auto': bfloat16 on a GPU that supports it, else float32."
+    )
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel: 'eager', 'sdpa' or 'flash_attention_2' (GPU only). None: transformers picks."
+    )
+    revision: str | None = Field(None, description="Model revision (branch, tag or commit) on the Hugging Face Hub.")
+    # LoRA / QLoRA
+    use_lora: bool = Field(True, description="Train LoRA adapters (true) or all weights (false).")
+    lora_r: int = Field(8, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on LoRA layers.")
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
+    )
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4-bit NF4 with double quantization (CUDA only).")
+    merge_weights: bool = Field(False, description="Save a merged model instead of the LoRA adapter.")
+    # Data
+    train_dataset_path: str = Field(description="Training data: JSON, JSONL, CSV, Parquet, a dataset.json directory or save_to_disk dir.")
+    test_dataset_path: str | None = Field(None, description="Optional evaluation data, same formats.")
+    dataset: DatasetOptions = Field(default_factory=DatasetOptions, description="How rows become prompts.")
+    # Rewards
+    rewards: list[RewardSpec] | None = Field(
+        None, description="Reward functions with weights and parameters. None: rouge_l, length and format."
+    )
+    # Outputs and resuming
+    output_dir: str = Field("outputs/grpokit", description="Where the final model, metrics.jsonl and the report go.")
+    checkpoint_dir: str | None = Field(None, description="Checkpoints. None: <output_dir>/checkpoints.")
+    resume: str = Field("auto", description="'auto': resume from the last complete checkpoint; 'never'; or a checkpoint path.")
+    # Tracking (AWS sample keys)
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI (http(s)://, file:, sqlite:, or a SageMaker ARN).")
+    mlflow_experiment_name: str | None = Field(None, description="MLflow experiment; tracking is on when this and mlflow_uri are set.")
+    wandb_project: str | None = Field(None, description="Weights & Biases project; W&B is on when set.")
+    wandb_token: str | None = Field(None, description="W&B API key. Prefer the WANDB_API_KEY environment variable.")
+    token: str | None = Field(None, description="Hugging Face token. Prefer the HF_TOKEN environment variable.")
+    # Tracking (grpokit's own keys; see docs/tracking.md)
+    mlflow_run_name: str | None = Field(
+        None, description="MLflow run name. None: TRL's run_name if set, else '<model>-<YYYYmmdd-HHMMSS>'."
+    )
+    mlflow_register_model: str | None = Field(
+        None, description="Register the final model in the MLflow model registry under this name (a new version per run)."
+    )
+    wandb_mode: Literal["online", "offline"] = Field(
+        "online", description="W&B mode: 'online' streams to the server; 'offline' writes run files under output_dir/wandb."
+    )
+    system_metrics_interval: float = Field(
+        30.0, ge=0, description="Seconds between CPU, RAM and per-GPU samples sent to every tracker. 0: off."
+    )
+    log_completions_every: int = Field(
+        10, ge=0, description="Every N steps, log a table of recent prompts, completions and rewards to each tracker. 0: off."
+    )
+
+    @property
+    def resolved_checkpoint_dir(self) -> str:
+        return self.checkpoint_dir or str(Path(self.output_dir) / "checkpoints")
+
+
+@dataclass
+class RunConfig:
+    """A loaded, validated config: grpokit's options plus the TRL fields to pass through."""
+
+    options: GrpokitOptions
+    trl_args: dict[str, Any]
+    source: str
+    base_dir: Path
+    fallback_warnings: list[str] = field(default_factory=list)
+
+    def to_grpo_config(self):
+        """Build TRL's `GRPOConfig` (checkpoints go to `checkpoint_dir`, as in the AWS sample)."""
+        return build_grpo_config(self.trl_args, output_dir=self.options.resolved_checkpoint_dir, source=self.source)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The resolved config as written to `grpokit_config.yaml`, secrets masked."""
+        resolved = self.options.model_dump(mode="json", exclude_none=False)
+        resolved.update(self.trl_args)
+        return mask_secrets(resolved)
+
+
+# ----------------------------------------------------------------------------- TRL fields
+
+
+@functools.cache
+def trl_field_types() -> dict[str, Any]:
+    """Every `GRPOConfig` field name with its type annotation, read from TRL itself."""
+    from trl import GRPOConfig
+
+    hints = typing.get_type_hints(GRPOConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+@functools.cache
+def _type_adapter(annotation: Any) -> TypeAdapter | None:
+    try:
+        return TypeAdapter(annotation)
+    except Exception:  # an annotation pydantic cannot model; TRL's own class still validates it
+        return None
+
+
+def _check_trl_value(key: str, value: Any, source: str) -> Any:
+    annotation = trl_field_types()[key]
+    adapter = _type_adapter(annotation)
+    if adapter is None:
+        return value
+    try:
+        # Lax validation also reads YAML 1.1 strings such as '3e-5' as the number they mean.
+        return adapter.validate_python(value)
+    except ValidationError:
+        raise ConfigError(
+            f"'{key}' has the wrong type: got {value!r} ({type(value).__name__}), expected {_type_name(annotation)}",
+            where=source,
+            fix=f"set {key} to a value of type {_type_name(annotation)}",
+        ) from None
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    return text.removeprefix("<class '").removesuffix("'>")
+
+
+def build_grpo_config(trl_args: dict[str, Any], *, output_dir: str, source: str):
+    """Construct `trl.GRPOConfig`, turning its validation errors into a `ConfigError`."""
+    from trl import GRPOConfig
+
+    try:
+        return GRPOConfig(output_dir=output_dir, **trl_args)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(
+            f"TRL rejected the training options: {error}",
+            where=source,
+            fix="change the options named above (they are fields of trl.GRPOConfig)",
+        ) from None
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def own_keys() -> set[str]:
+    return set(GrpokitOptions.model_fields)
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}", fix="pass the path of an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file is not valid YAML: {error}", where=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file must be a YAML mapping of key: value, got a {type(data).__name__}", where=str(path)
+        )
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse one `--set KEY=VALUE`; the value is read as YAML (numbers, booleans, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}", fix="for example --set learning_rate=1e-5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    merged = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[path[-1]] = value
+    return merged
+
+
+def closest_key(key: str, candidates: set[str]) -> str | None:
+    matches = difflib.get_close_matches(key, sorted(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _unknown_key_error(key: str, candidates: set[str], source: str, prefix: str = "") -> ConfigError:
+    suggestion = closest_key(key, candidates)
+    fix = f"did you mean '{prefix}{suggestion}'?" if suggestion else "remove it, or see `grpokit validate --help` and docs/config.md"
+    return ConfigError(f"unknown config key '{prefix}{key}'", where=source, fix=fix)
+
+
+def _validation_error_to_config_error(error: ValidationError, source: str) -> ConfigError:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        *parents, key = [str(part) for part in first["loc"]]
+        model: Any = GrpokitOptions
+        for parent in parents:
+            annotation = model.model_fields[parent].annotation if parent in getattr(model, "model_fields", {}) else None
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            if model is None:
+                break
+        candidates = set(model.model_fields) if model is not None else set()
+        prefix = ".".join(parents) + "." if parents else ""
+        return _unknown_key_error(key, candidates, source, prefix)
+    if first["type"] == "missing":
+        return ConfigError(f"required config key '{location}' is missing", where=source, fix=f"add '{location}: ...' to the config")
+    return ConfigError(
+        f"'{location}' is invalid: {first['msg']} (got {first.get('input')!r})",
+        where=source,
+        fix=f"change '{location}'",
+    )
+
+
+def split_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a flat mapping into grpokit's options and TRL's fields; unknown keys are an error."""
+    ours, theirs = {}, {}
+    trl_fields = trl_field_types()
+    for key, value in data.items():
+        key = str(key)
+        if key in own_keys():
+            ours[key] = value
+        elif key in trl_fields:
+            theirs[key] = _check_trl_value(key, value, source)
+        else:
+            raise _unknown_key_error(key, own_keys() | set(trl_fields), source)
+    return ours, theirs
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    cuda_available: bool | None = None,
+) -> RunConfig:
+    """Load and validate a config: defaults < YAML file (`path` or `data`) < `overrides`.
+
+    Raises `ConfigError` naming the key, the file and a fix for unknown keys, wrong types, missing
+    required keys, impossible batch arithmetic and options TRL rejects.
+    """
+    source = str(path) if path is not None else "<config>"
+    raw = read_yaml_file(path) if path is not None else dict(data or {})
+    raw = apply_overrides(raw, overrides or [])
+    if overrides:
+        source += " (with --set overrides)"
+    ours, theirs = split_keys(raw, source)
+    try:
+        options = GrpokitOptions(**ours)
+    except ValidationError as error:
+        raise _validation_error_to_config_error(error, source) from None
+    trl_args = {**GRPOKIT_TRL_DEFAULTS, **theirs}
+    has_cuda = _cuda_available() if cuda_available is None else cuda_available
+    fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
+    config = RunConfig(
+        options=options,
+        trl_args=trl_args,
+        source=source,
+        base_dir=Path(path).resolve().parent if path is not None else Path.cwd(),
+        fallback_warnings=fallback_warnings,
+    )
+    check_batch_arithmetic(trl_args, world_size=world_size_from_env(), source=source)
+    config.to_grpo_config()  # TRL's own validation, at load time
+    return config
+
+
+# ----------------------------------------------------------------------------- CPU fallbacks
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def apply_cpu_fallbacks(
+    options: GrpokitOptions, trl_args: dict[str, Any], explicit_trl: dict[str, Any], *, has_cuda: bool
+) -> list[str]:
+    """Turn off options that need CUDA on a CPU-only machine; one warning line per option turned off."""
+    if has_cuda:
+        return []
+    warnings: list[str] = []
+    for flag, instead in CUDA_ONLY_TRL_FLAGS.items():
+        if explicit_trl.get(flag):
+            warnings.append(f"{flag}: true needs a CUDA GPU and none was found; using {instead} instead")
+        trl_args[flag] = False
+    if options.attn_implementation == "flash_attention_2":
+        warnings.append("attn_implementation: flash_attention_2 needs a CUDA GPU; using 'sdpa' instead")
+        options.attn_implementation = "sdpa"
+    if options.load_in_4bit:
+        warnings.append("load_in_4bit: true (QLoRA) needs a CUDA GPU; loading the model unquantized in float32 instead")
+        options.load_in_4bit = False
+    if options.dtype in ("bfloat16", "float16"):
+        warnings.append(f"dtype: {options.dtype} on a CPU is slow or unsupported for training; using float32 instead")
+        options.dtype = "float32"
+    for line in warnings:
+        logger.warning(line)
+    return warnings
+
+
+# ----------------------------------------------------------------------------- batch arithmetic
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_batch_arithmetic(trl_args: dict[str, Any], *, world_size: int, source: str) -> None:
+    """The generation batch must split into whole groups of `num_generations` completions."""
+    fields = trl_field_types()
+    defaults = _trl_defaults()
+    value = {name: trl_args.get(name, defaults.get(name)) for name in fields}
+    num_generations = value["num_generations"]
+    if not num_generations:
+        return
+    if num_generations < 2:
+        raise ConfigError(
+            f"num_generations={num_generations} leaves no group to compare: GRPO needs at least 2 completions per prompt",
+            where=source,
+            fix="set num_generations to 2 or more",
+        )
+    per_device = value["per_device_train_batch_size"]
+    if value["generation_batch_size"]:
+        generation_batch = value["generation_batch_size"]
+        how = f"generation_batch_size = {generation_batch}"
+    else:
+        steps = value["steps_per_generation"] or value["gradient_accumulation_steps"]
+        generation_batch = per_device * steps * world_size
+        how = (
+            f"per_device_train_batch_size ({per_device}) x steps_per_generation"
+            f"{'' if value['steps_per_generation'] else ' (= gradient_accumulation_steps)'} ({steps})"
+            f" x processes ({world_size}) = {generation_batch}"
+        )
+    if generation_batch % num_generations:
+        divisors = [d for d in range(2, generation_batch + 1) if generation_batch % d == 0]
+        raise ConfigError(
+            f"num_generations={num_generations} must divide the generation batch: {how}",
+            where=source,
+            fix=(
+                f"use num_generations in {divisors}" if divisors else "increase per_device_train_batch_size"
+            )
+            + f", or make the batch a multiple of {num_generations}",
+        )
+
+
+@functools.cache
+def _trl_defaults() -> dict[str, Any]:
+    from trl import GRPOConfig
+
+    return {f.name: f.default for f in dataclasses.fields(GRPOConfig) if f.default is not dataclasses.MISSING}
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def is_secret_key(key: str) -> bool:
+    return key.lower().replace("-", "_").rsplit("_", 1)[-1] in SECRET_KEY_LAST_WORDS
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    """Replace the value of every key that names a secret (any token, key, password) with `***`."""
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item, key) for item in value]
+    if key and is_secret_key(key) and value not in (None, "", False) and not isinstance(value, (int, float)):
+        return MASK
+    return value
+
+
+def save_resolved_config(config: RunConfig, directory: str | Path) -> Path:
+    """Write `grpokit_config.yaml` (secrets masked) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "grpokit_config.yaml"
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(tmp, target)
+    return target

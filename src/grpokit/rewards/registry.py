@@ -1,0 +1,77 @@
+"""The built-in rewards by name, and `build_reward`: a name and params in, a reward function out."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from grpokit.errors import RewardConfigError
+from grpokit.rewards.common import RewardFunc
+from grpokit.rewards.length import length_reward
+from grpokit.rewards.rouge_l import rouge_l_reward
+from grpokit.rewards.tag_format import format_reward
+from grpokit.rewards.user import load_user_reward, looks_like_user_path
+
+# Every built-in reward, by the name a config uses. A factory takes keyword parameters only.
+REGISTRY: dict[str, Callable[..., RewardFunc]] = {
+    "rouge_l": rouge_l_reward,
+    "length": length_reward,
+    "format": format_reward,
+}
+
+
+def build_reward(name: str, **params: Any) -> RewardFunc:
+    """Build one reward: a built-in by registry name, or a user function by dotted or file path.
+
+    Relative file paths start at the current directory (`build_rewards` takes the config's directory).
+    The result follows TRL's contract `fn(prompts, completions, **kwargs) -> list[float | None]` and has
+    `__name__` (the registry name or the user function's name) and `required_columns`.
+
+    Raises:
+        RewardConfigError: unknown name (with the closest valid names), unknown or invalid parameter, or a
+            user reward that cannot be imported.
+    """
+    return resolve_reward(name, params, base_dir=None)
+
+
+def resolve_reward(name: str, params: dict[str, Any], *, base_dir: Path | None) -> RewardFunc:
+    """`build_reward` with relative file paths resolved against `base_dir`."""
+    if name in REGISTRY:
+        return _build_builtin(name, params)
+    if looks_like_user_path(name):
+        return load_user_reward(name, params, base_dir=base_dir)
+    close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.5)
+    raise RewardConfigError(
+        f'unknown reward "{name}"',
+        where=f"built-in rewards: {', '.join(REGISTRY)}",
+        fix=(f"did you mean {' or '.join(repr(c) for c in close)}? " if close else "")
+        + "a user reward is named 'package.module:function' or 'path/to/file.py:function'",
+    )
+
+
+def _build_builtin(name: str, params: dict[str, Any]) -> RewardFunc:
+    factory = REGISTRY[name]
+    valid = list(inspect.signature(factory).parameters)
+    for key in params:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            raise RewardConfigError(
+                f'reward "{name}" has no parameter "{key}"',
+                where=f"valid parameters of {name}: {', '.join(valid)}",
+                fix=f'did you mean "{close[0]}"?' if close else f'remove "{key}"',
+            )
+    try:
+        return factory(**params)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg']}" for e in error.errors()
+        )
+        raise RewardConfigError(
+            f'reward "{name}" has an invalid parameter value: {problems}',
+            fix=f"see the parameters of {name} in docs/rewards.md",
+        ) from None

@@ -1,0 +1,143 @@
+"""The GRPO recipe: config -> data -> model -> rewards -> TRL GRPOTrainer -> saved model.
+
+`train(config)` reads top to bottom: build rewards, load data (checked against the rewards before any
+model is loaded), load model and tokenizer, build TRL's trainer, resume if a complete checkpoint
+exists, train, save the model and the resolved config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpokit.callbacks import (
+    CheckpointMarkerCallback,
+    GracefulStopCallback,
+    MetricsJsonlCallback,
+    RichProgressCallback,
+)
+from grpokit.checkpoints import resume_checkpoint
+from grpokit.config import RunConfig, save_resolved_config
+from grpokit.data import LoadedData, load_datasets
+from grpokit.errors import ConfigError
+from grpokit.model import load_model, load_tokenizer, lora_config
+from grpokit.rewards import RewardSet, build_rewards, default_reward_specs
+from grpokit.saving import save_final_model
+from grpokit.tracking import attach_tracking, log_final_model
+
+logger = logging.getLogger("grpokit.trainer")
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """What a finished training produced."""
+
+    output_dir: Path
+    global_step: int
+    resumed_from: Path | None
+    train_seconds: float
+    metrics_path: Path
+    stopped_by_signal: int | None = None  # set when SIGTERM stopped training; the last checkpoint holds the state
+
+
+def build_reward_set(config: RunConfig) -> RewardSet:
+    specs = config.options.rewards if config.options.rewards is not None else default_reward_specs()
+    if not specs:
+        raise ConfigError("rewards: is an empty list", where=config.source, fix="list at least one reward, or remove the key")
+    return build_rewards(specs, base_dir=config.base_dir)
+
+
+def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
+    options = config.options
+    return load_datasets(
+        options.train_dataset_path,
+        options.test_dataset_path,
+        options.dataset,
+        required_columns=reward_set.required_columns,
+    )
+
+
+def grpo_args_for(config: RunConfig, reward_set: RewardSet):
+    """TRL's GRPOConfig with the reward weights from the `rewards:` list."""
+    if "reward_weights" in config.trl_args:
+        raise ConfigError(
+            "reward_weights is set, but grpokit takes each reward's weight from the rewards: list",
+            where=config.source,
+            fix="remove reward_weights and give each reward a weight: in rewards:",
+        )
+    args = config.to_grpo_config()
+    args.reward_weights = list(reward_set.weights)
+    return args
+
+
+def build_trainer(
+    config: RunConfig, data: LoadedData, reward_set: RewardSet, *, console=None, extra_callbacks: list | None = None
+):
+    """Load model and tokenizer, then TRL's GRPOTrainer with grpokit's callbacks.
+
+    `extra_callbacks` come first, so their `on_log` can add keys that metrics.jsonl then records.
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import GRPOTrainer
+
+    options = config.options
+    args = grpo_args_for(config, reward_set)
+    tokenizer = load_tokenizer(options)
+    model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
+    output_dir = Path(options.output_dir)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_set.funcs,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.test,
+        processing_class=tokenizer,
+        peft_config=lora_config(options),
+        callbacks=[
+            *(extra_callbacks or []),
+            MetricsJsonlCallback(output_dir / METRICS_FILE, failure_counts=reward_set.failure_counts),
+            CheckpointMarkerCallback(),
+            GracefulStopCallback(),
+        ],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RichProgressCallback(console))
+    attach_tracking(trainer, config, data.train)
+    return trainer
+
+
+def train(config: RunConfig, *, console=None, extra_callbacks: list | None = None) -> TrainResult:
+    """Run GRPO as configured and save the result. Raises `GrpokitError` subclasses on bad input."""
+    options = config.options
+    reward_set = build_reward_set(config)
+    data = load_run_data(config, reward_set)
+    logger.info("%s", data.description)
+    resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
+    trainer = build_trainer(config, data, reward_set, console=console, extra_callbacks=extra_callbacks)
+    output_dir = Path(options.output_dir)
+    if trainer.is_world_process_zero():
+        save_resolved_config(config, output_dir)
+    if resume_from is not None:
+        logger.info("resuming from %s", resume_from)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.perf_counter() - started
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
+    if stop.received is None:
+        save_final_model(trainer, options)
+        log_final_model(trainer, output_dir)
+    else:
+        logger.warning("stopped by signal %s at step %d; checkpoint saved, run again to resume", stop.received, trainer.state.global_step)
+    return TrainResult(
+        output_dir=output_dir,
+        global_step=trainer.state.global_step,
+        resumed_from=resume_from,
+        train_seconds=train_seconds,
+        metrics_path=output_dir / METRICS_FILE,
+        stopped_by_signal=stop.received,
+    )

@@ -1,0 +1,51 @@
+"""Shared fixtures: offline Hugging Face, the built-in tiny model, small generated datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach a hub; tracking stays off unless a test turns it on.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def addition_jsonl(tmp_path: Path) -> Path:
+    """32 rows of 'a+b=' prompts with their answers."""
+    rows = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a, b in zip(range(10, 42), range(50, 82))]
+    return write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, addition_jsonl: Path) -> dict:
+    """A config mapping that trains builtin:tiny for 2 quick steps on the addition rows."""
+    return {
+        "model_id": "builtin:tiny",
+        "train_dataset_path": str(addition_jsonl),
+        "output_dir": str(tmp_path / "out"),
+        "rewards": [
+            {"name": "rouge_l", "reference_column": "answer", "score": "f1"},
+            {"name": "length", "target_length": 3},
+        ],
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 4,
+        "learning_rate": 1e-3,
+        "save_steps": 1,
+        "seed": 0,
+    }

@@ -1,0 +1,89 @@
+"""The command line: help for every command, exit codes, one clear error and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grpokit.cli import app
+
+
+def grpokit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "grpokit", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def command_paths(typer_app) -> list[list[str]]:
+    import typer.main
+
+    group = typer.main.get_command(typer_app)
+    paths = []
+
+    def walk(command, prefix):
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(group, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", [[]] + command_paths(app), ids=lambda p: " ".join(p) or "grpokit")
+def test_every_command_has_help(path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_validate_accepts_a_good_config(tmp_path, tiny_config):
+    result = grpokit("validate", str(write(tmp_path, tiny_config)))
+    assert result.returncode == 0, result.stderr
+    assert "config ok" in result.stdout and "data ok" in result.stdout and "model ok" in result.stdout
+    assert "rouge_l" in result.stdout and "length" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"learning_rat": 1e-5}, "did you mean 'learning_rate'"),
+        ({"per_device_train_batch_size": 3}, "num_generations=4 must divide"),
+        ({"train_dataset_path": "/nonexistent/train.jsonl"}, "/nonexistent/train.jsonl"),
+        ({"rewards": [{"name": "rouge_l", "reference_column": "solution"}]}, "solution"),
+        ({"rewards": [{"name": "no_such_reward"}]}, "no_such_reward"),
+        ({"model_id": "./no/such/model"}, "model directory not found"),
+    ],
+)
+def test_validate_rejects_broken_configs_with_exit_2(tmp_path, tiny_config, change, expected):
+    result = grpokit("validate", str(write(tmp_path, {**tiny_config, **change})))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_error_exits_2():
+    assert grpokit("train").returncode == 2
+
+
+def test_train_cli_saves_model_and_says_where(tmp_path, tiny_config):
+    result = grpokit("train", str(write(tmp_path, tiny_config)), "--set", "max_steps=1")
+    assert result.returncode == 0, result.stderr
+    assert "model saved to" in result.stdout and tiny_config["output_dir"] in result.stdout.replace("\n", "")
+    assert (Path(tiny_config["output_dir"]) / "adapter_model.safetensors").is_file()
+
+
+def test_models_lists_builtin_tiny():
+    result = grpokit("models")
+    assert result.returncode == 0 and "builtin:tiny" in result.stdout

@@ -1,0 +1,153 @@
+"""Config: precedence, unknown keys, types, the AWS sample's args.yaml, CPU fallbacks, secrets, batch maths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grpokit.config import check_batch_arithmetic, load_config, mask_secrets, save_resolved_config
+from grpokit.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def write_config(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_precedence_defaults_then_file_then_set(tmp_path, tiny_config):
+    path = write_config(tmp_path, {**tiny_config, "lora_r": 4, "learning_rate": 1e-4})
+    assert load_config(path).options.lora_r == 4
+    config = load_config(path, ["lora_r=2", "learning_rate=3e-5"])
+    assert config.options.lora_r == 2
+    assert config.trl_args["learning_rate"] == pytest.approx(3e-5)
+    assert config.options.lora_alpha == 16  # untouched default
+    assert config.to_grpo_config().learning_rate == pytest.approx(3e-5)
+
+
+def test_set_reaches_nested_sections(tmp_path, tiny_config):
+    config = load_config(write_config(tmp_path, tiny_config), ["dataset.prompt_column=question"])
+    assert config.options.dataset.prompt_column == "question"
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [("learning_rat", "learning_rate"), ("lora_alpah", "lora_alpha"), ("merge_weight", "merge_weights")],
+)
+def test_unknown_key_names_key_file_and_closest(tmp_path, tiny_config, key, suggestion):
+    path = write_config(tmp_path, {**tiny_config, key: 1})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.message
+    assert f"'{key}'" in message and str(path) in message and f"'{suggestion}'" in message
+
+
+def test_unknown_nested_key_suggests_dotted_name(tmp_path, tiny_config):
+    path = write_config(tmp_path, {**tiny_config, "dataset": {"promt_column": "q"}})
+    with pytest.raises(ConfigError, match=r"dataset\.promt_column.*\n.*\n.*dataset\.prompt_column"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [("learning_rate", "fast", "float"), ("max_steps", "ten", "int"), ("lora_r", "big", "lora_r")],
+)
+def test_wrong_type_names_key_and_type(tmp_path, tiny_config, key, value, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, {**tiny_config, key: value}))
+    assert key in caught.value.message and expected in caught.value.message
+
+
+def test_missing_required_key(tmp_path, tiny_config):
+    del tiny_config["model_id"]
+    with pytest.raises(ConfigError, match="'model_id' is missing"):
+        load_config(write_config(tmp_path, tiny_config))
+
+
+def test_missing_config_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_id: [unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_trl_rejection_becomes_config_error(tmp_path, tiny_config):
+    with pytest.raises(ConfigError, match="TRL rejected"):
+        load_config(write_config(tmp_path, {**tiny_config, "lr_scheduler_type": "not-a-scheduler"}))
+
+
+def test_aws_sample_args_yaml_is_accepted_unchanged_on_cpu():
+    config = load_config(EXAMPLES / "aws_sample" / "args.yaml", cuda_available=False)
+    options = config.options
+    assert options.model_id == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert (options.lora_r, options.lora_alpha, options.lora_dropout) == (8, 16, 0.1)
+    assert options.merge_weights is True
+    assert options.resolved_checkpoint_dir == "/opt/ml/checkpoints"
+    grpo = config.to_grpo_config()
+    assert grpo.temperature == pytest.approx(0.2) and grpo.top_p == pytest.approx(0.9)
+    assert grpo.output_dir == "/opt/ml/checkpoints"
+    assert grpo.bf16 is False
+    assert config.fallback_warnings == ["bf16: true needs a CUDA GPU and none was found; using float32 training instead"]
+
+
+def test_cpu_fallbacks_one_warning_each(tmp_path, tiny_config):
+    gpu_config = {
+        **tiny_config,
+        "bf16": True,
+        "attn_implementation": "flash_attention_2",
+        "load_in_4bit": True,
+        "use_vllm": True,
+    }
+    config = load_config(write_config(tmp_path, gpu_config), cuda_available=False)
+    warnings = config.fallback_warnings
+    assert len(warnings) == 4
+    assert any(w.startswith("bf16") and "float32" in w for w in warnings)
+    assert any(w.startswith("attn_implementation") and "sdpa" in w for w in warnings)
+    assert any(w.startswith("load_in_4bit") for w in warnings)
+    assert any(w.startswith("use_vllm") for w in warnings)
+    assert config.options.attn_implementation == "sdpa" and config.options.load_in_4bit is False
+    grpo = config.to_grpo_config()
+    assert grpo.bf16 is False and grpo.use_vllm is False
+
+
+def test_no_fallback_warnings_for_a_cpu_config(tmp_path, tiny_config):
+    assert load_config(write_config(tmp_path, tiny_config), cuda_available=False).fallback_warnings == []
+
+
+def test_batch_arithmetic_error_names_the_numbers(tmp_path, tiny_config):
+    data = {**tiny_config, "per_device_train_batch_size": 3, "gradient_accumulation_steps": 2, "num_generations": 4}
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, data))
+    message = caught.value.message
+    assert "num_generations=4" in message
+    assert "per_device_train_batch_size (3)" in message and "(2)" in message and "= 6" in message
+    assert "[2, 3, 6]" in message
+
+
+def test_batch_arithmetic_counts_processes():
+    trl_args = {"per_device_train_batch_size": 2, "num_generations": 4}
+    check_batch_arithmetic(trl_args, world_size=2, source="cfg")  # 2 x 1 x 2 = 4: fine
+    with pytest.raises(ConfigError, match=r"processes \(1\) = 2"):
+        check_batch_arithmetic(trl_args, world_size=1, source="cfg")
+
+
+def test_saved_config_masks_every_secret(tmp_path, tiny_config):
+    data = {**tiny_config, "token": "hf_SECRET1", "wandb_token": "SECRET2", "hub_token": "SECRET3"}
+    config = load_config(write_config(tmp_path, data))
+    saved = save_resolved_config(config, tmp_path / "saved")
+    text = saved.read_text(encoding="utf-8")
+    assert "SECRET" not in text
+    reloaded = yaml.safe_load(text)
+    assert reloaded["token"] == reloaded["wandb_token"] == reloaded["hub_token"] == "***"
+    assert reloaded["model_id"] == "builtin:tiny" and reloaded["max_steps"] == 2
+
+
+def test_mask_secrets_leaves_non_secrets_alone():
+    masked = mask_secrets({"include_num_input_tokens_seen": "all", "api_key": "k", "nested": {"hf_token": "t"}})
+    assert masked == {"include_num_input_tokens_seen": "all", "api_key": "***", "nested": {"hf_token": "***"}}

@@ -1,0 +1,105 @@
+"""End to end: train the built-in tiny model a few steps and check what a user gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from grpokit.builtin_models import resolve_model_path
+from grpokit.config import load_config
+from grpokit.errors import RunError
+from grpokit.trainer import train
+
+
+def run(config: dict, *overrides: str):
+    return train(load_config(data=config, overrides=list(overrides)))
+
+
+def metric_lines(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def base_weights() -> dict[str, torch.Tensor]:
+    return load_file(str(Path(resolve_model_path("builtin:tiny")) / "model.safetensors"))
+
+
+def test_lora_adapter_run_writes_loadable_adapter_and_metrics(tiny_config):
+    result = run(tiny_config)
+    out = Path(tiny_config["output_dir"])
+    assert result.global_step == 2 and result.resumed_from is None
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "grpokit_config.yaml"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")), "only safetensors and JSON in the output"
+
+    from peft import AutoPeftModelForCausalLM
+
+    model = AutoPeftModelForCausalLM.from_pretrained(str(out))
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "LoRA B starts at zero; training must move it"
+
+    lines = metric_lines(out)
+    assert [line["step"] for line in lines] == [1, 2]
+    for key in ("reward", "rewards/rouge_l/mean", "rewards/length/mean", "loss", "completions/mean_length", "step_time"):
+        assert key in lines[0], key
+    saved = yaml.safe_load((out / "grpokit_config.yaml").read_text())
+    assert saved["model_id"] == "builtin:tiny" and saved["max_steps"] == 2
+
+
+def test_merged_model_is_plain_transformers_checkpoint_with_changed_weights(tiny_config):
+    tiny_config["merge_weights"] = True
+    tiny_config["lora_r"] = 4
+    run(tiny_config)
+    out = Path(tiny_config["output_dir"])
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(out))
+    merged = load_file(str(out / "model.safetensors"))
+    base = base_weights()
+    changed = [k for k in base if k in merged and not torch.equal(base[k], merged[k])]
+    assert changed, "merging a trained adapter changes the base weights"
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_full_fine_tuning_changes_parameters(tiny_config):
+    tiny_config["use_lora"] = False
+    run(tiny_config)
+    trained = load_file(str(Path(tiny_config["output_dir"]) / "model.safetensors"))
+    base = base_weights()
+    assert any(not torch.equal(base[k], trained[k]) for k in base if k in trained)
+
+
+def test_rerun_resumes_from_last_complete_checkpoint(tiny_config):
+    run(tiny_config)  # steps 1-2, a checkpoint every step
+    out = Path(tiny_config["output_dir"])
+    checkpoints = out / "checkpoints"
+    assert (checkpoints / "checkpoint-2" / "grpokit_complete.json").is_file()
+    # A checkpoint cut short (no marker, no state) must be skipped.
+    (checkpoints / "checkpoint-3").mkdir()
+    result = run(tiny_config, "max_steps=4")
+    assert result.resumed_from == checkpoints / "checkpoint-2"
+    assert result.global_step == 4
+    assert [line["step"] for line in metric_lines(out)] == [1, 2, 3, 4]
+
+
+def test_resume_never_starts_over(tiny_config):
+    run(tiny_config)
+    result = run(tiny_config, "resume=never")
+    assert result.resumed_from is None and result.global_step == 2
+
+
+def test_raising_reward_names_reward_and_row(tiny_config, tmp_path):
+    rewards_file = tmp_path / "my_rewards.py"
+    rewards_file.write_text(
+        "def broken(prompts, completions, **kwargs):\n    raise ValueError('boom')\n", encoding="utf-8"
+    )
+    tiny_config["rewards"] = [{"name": f"{rewards_file}:broken"}]
+    with pytest.raises(RunError) as caught:
+        run(tiny_config)
+    assert "broken" in caught.value.message and "row" in caught.value.message
