@@ -9,8 +9,10 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+EXIT_STOPPED_BY_SIGNAL = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 stdout = Console()
 
 ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
@@ -42,6 +45,8 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("grpokit").setLevel(logging.DEBUG if verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers 5 renames gradient_checkpointing; TRL still uses the old name. Not the user's to fix.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     with contextlib.suppress(ImportError):
         import transformers
 
@@ -54,6 +59,9 @@ def reporting_errors() -> Iterator[None]:
     try:
         yield
     except GrpokitError as error:
+        from grpokit.sagemaker_env import write_failure
+
+        write_failure(error.message)  # shown by DescribeTrainingJob; does nothing outside SageMaker
         console.print(f"[bold red]error:[/] {error.message}", highlight=False)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
@@ -66,20 +74,62 @@ def train(
     config: ConfigArg,
     set_: SetOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="Run on N processes of this machine (one per GPU) by starting torchrun.", rich_help_panel="Launch"),
+    ] = None,
+    nnodes: Annotated[int | None, typer.Option(help="Machines in a multi-node run (with --nproc).", rich_help_panel="Launch")] = None,
+    node_rank: Annotated[int | None, typer.Option(help="This machine's rank, 0 on the master.", rich_help_panel="Launch")] = None,
+    master_addr: Annotated[str | None, typer.Option(help="Address of the rank-0 machine.", rich_help_panel="Launch")] = None,
+    master_port: Annotated[int | None, typer.Option(help="Port on the rank-0 machine.", rich_help_panel="Launch")] = None,
 ) -> None:
-    """Train with GRPO as CONFIG says, and save the model."""
+    """Train with GRPO as CONFIG says, and save the model. See docs/distributed.md for several processes."""
     setup_logging(verbose)
+    if nproc is not None:
+        _train_with_torchrun(nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port)
     with reporting_errors():
-        from grpokit.config import load_config
-        from grpokit.trainer import train as run_training
+        _train_here(config, list(set_ or []))
 
-        run_config = load_config(config, set_ or [])
-        result = run_training(run_config, console=console)
-        if _is_main_process():
-            stdout.print(
-                f"trained {result.global_step} steps in {result.train_seconds:.0f} s; "
-                f"model saved to [bold]{result.output_dir}[/]"
-            )
+
+def _train_here(config: Path, overrides: list[str]) -> None:
+    """Train in this process (one rank of a torchrun job, or the only process)."""
+    from grpokit.config import load_config
+    from grpokit.report import write_report
+    from grpokit.sagemaker_env import in_sagemaker, sagemaker_overrides
+    from grpokit.trainer import train as run_training
+
+    if in_sagemaker():  # channels, SM_MODEL_DIR and /opt/ml/checkpoints replace local paths
+        overrides += sagemaker_overrides(load_config(config, overrides).options)
+    result = run_training(load_config(config, overrides), console=console)
+    if not _is_main_process():
+        return
+    for name, count in result.reward_failures.items():
+        console.print(f"[yellow]warning:[/] reward '{name}' failed on {count} completions (scored 0.0, on_error: zero)")
+    if result.stopped_by_signal is not None:
+        console.print(
+            f"[yellow]stopped by signal {result.stopped_by_signal} at step {result.global_step}[/]; "
+            "the checkpoint is saved: run the same command again to resume"
+        )
+        raise typer.Exit(EXIT_STOPPED_BY_SIGNAL)
+    stdout.print(
+        f"trained {result.global_step} steps in {result.train_seconds:.0f} s; model saved to [bold]{result.output_dir}[/]"
+    )
+    stdout.print(f"report: [bold]{write_report(result.output_dir).html}[/]")
+
+
+def _train_with_torchrun(nproc: int, **rendezvous_options) -> None:
+    """Re-run this command under torchrun (minus the launch options) and exit with its exit code."""
+    from grpokit.launch_local import (
+        needs_launcher,
+        resolve_rendezvous,
+        run_forwarding_signals,
+        torchrun_command,
+    )
+
+    with reporting_errors():
+        rendezvous = resolve_rendezvous(nproc, **rendezvous_options)
+    if needs_launcher(rendezvous):
+        raise typer.Exit(run_forwarding_signals(torchrun_command(sys.argv[1:], rendezvous)))
 
 
 @app.command()
@@ -139,6 +189,124 @@ def models() -> None:
     stdout.print(table)
 
 
+@app.command()
+def demo(
+    output_dir: Annotated[
+        Path, typer.Option(help="Where the model, summary.json and report.html go.")
+    ] = Path("outputs/demo"),
+    config: Annotated[
+        Path | None, typer.Option(help="Another demo config (default: the settings of examples/demo.yaml).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Teach the built-in tiny model 2-digit addition with GRPO; show held-out accuracy before and after."""
+    setup_logging()
+    with reporting_errors():
+        from grpokit.demo import run_demo, summary_table
+
+        result = run_demo(output_dir, config_path=config, overrides=set_ or [], console=console)
+        stdout.print(summary_table(result))
+
+
+@app.command()
+def report(
+    output_dir: Annotated[Path, typer.Argument(help="The output_dir of a finished or running training.")],
+) -> None:
+    """Write OUTPUT_DIR/report.html: curves, per-reward statistics, sample completions and the config."""
+    with reporting_errors():
+        from grpokit.report import write_report
+
+        stdout.print(f"report: [bold]{write_report(output_dir).html}[/]")
+
+
+@app.command()
+def keys(
+    trl: Annotated[bool, typer.Option("--trl", help="Also list every TRL GRPOConfig field, with type and default.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the reference as Markdown (docs/config.md).")] = False,
+) -> None:
+    """List the config keys: grpokit's own, and with --trl the TRL fields that pass through."""
+    from grpokit.config import config_reference_markdown, options_reference, trl_reference
+
+    if markdown:
+        print(config_reference_markdown(), end="")
+        return
+    table = Table(title="grpokit config keys")
+    for column in ("key", "type", "default", "meaning"):
+        table.add_column(column, overflow="fold")
+    for row in options_reference():
+        table.add_row(*row)
+    stdout.print(table)
+    if trl:
+        trl_table = Table(title="TRL GRPOConfig / TrainingArguments fields (passed through)")
+        for column in ("key", "type", "default"):
+            trl_table.add_column(column, overflow="fold")
+        for row in trl_reference():
+            trl_table.add_row(*row)
+        stdout.print(trl_table)
+
+
+@app.command()
+def rewards(
+    config: ConfigArg,
+    set_: SetOption = None,
+    rows: Annotated[int | None, typer.Option(help="Dataset rows to score (default 4 with --generate; with --completions, the file's rows).")] = None,
+    completions: Annotated[
+        Path | None,
+        typer.Option(help='JSON Lines of completions: a string or chat message list per line, or {"completion": ..., "row": N}.'),
+    ] = None,
+    generate: Annotated[bool, typer.Option("--generate", help="Generate the completions with the config's model.")] = False,
+    num_samples: Annotated[int, typer.Option(help="With --generate: completions per row (1: greedy).")] = 1,
+    split: Annotated[str, typer.Option(help="Dataset split: train or test.")] = "train",
+) -> None:
+    """Run every configured reward on a few rows and print each score and the weighted total."""
+    setup_logging()
+    with reporting_errors():
+        from grpokit.config import load_config
+        from grpokit.reward_debug import debug_rewards, scores_table
+
+        report = debug_rewards(
+            load_config(config, set_ or []),
+            rows=rows,
+            completions_file=completions,
+            generate=generate,
+            num_samples=num_samples,
+            split=_split_name(split),
+        )
+        stdout.print(scores_table(report))
+
+
+@app.command(name="eval")
+def eval_(
+    config: ConfigArg,
+    model: Annotated[str, typer.Option(help="Model to evaluate: an output dir (adapter or full model), a Hugging Face id or builtin:tiny.")],
+    set_: SetOption = None,
+    split: Annotated[str, typer.Option(help="Dataset split: test (test_dataset_path) or train.")] = "test",
+    num_samples: Annotated[int, typer.Option(help="Completions per prompt: 1 is greedy; K > 1 samples K (pass@K).")] = 1,
+    rows: Annotated[int | None, typer.Option(help="Evaluate only the first N rows.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where eval.json and eval_samples.jsonl go (default: <model>/eval/).")] = None,
+    compare: Annotated[str | None, typer.Option(help="A base model to score the same way; shows the difference per reward.")] = None,
+    reference_column: Annotated[str, typer.Option(help="Column with the reference answer, for accuracy.")] = "answer",
+) -> None:
+    """Generate completions for a dataset split with MODEL, score them with the configured rewards."""
+    setup_logging()
+    with reporting_errors():
+        from grpokit.config import load_config
+        from grpokit.evaluate import EvalOptions, eval_table, run_eval
+
+        options = EvalOptions(
+            split=_split_name(split), num_samples=num_samples, max_rows=rows, reference_column=reference_column
+        )
+        report = run_eval(load_config(config, set_ or []), model, options, output_dir=output, compare=compare)
+        stdout.print(eval_table(report))
+        stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
+
+
+def _split_name(split: str) -> str:
+    if split not in ("train", "test"):
+        raise typer.BadParameter(f"--split must be train or test, got {split!r}")
+    return split
+
+
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -148,7 +316,7 @@ def main() -> None:
     app()
 
 
-from grpokit.launch.cli import launch_app  # noqa: E402  (it imports the helpers above)
+from grpokit.launch.cli import launch_app  # imported last: it uses the helpers defined above
 
 app.add_typer(launch_app, name="launch")
 

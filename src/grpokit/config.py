@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from grpokit.data import DatasetOptions
+from grpokit.distributed import apply_distributed, distributed_trl_args
 from grpokit.errors import ConfigError
 from grpokit.rewards import RewardSpec
 
@@ -41,12 +42,9 @@ MASK = "***"
 GRPOKIT_TRL_DEFAULTS: dict[str, Any] = {
     # One metrics.jsonl line and one progress update per optimizer step.
     "logging_steps": 1,
-    # Periodic checkpoints so a crash or a spot interruption loses little work.
-    "save_strategy": "steps",
+    # Periodic checkpoints so a crash or a spot interruption loses little work; the last two are kept.
     "save_steps": 50,
     "save_total_limit": 2,
-    # Trackers are configured by grpokit's own keys (mlflow_uri, wandb_project).
-    "report_to": "none",
 }
 
 # Keys that only make sense with CUDA, and what grpokit uses instead on a CPU-only machine.
@@ -78,6 +76,12 @@ class GrpokitOptions(BaseModel):
     )
     load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4-bit NF4 with double quantization (CUDA only).")
     merge_weights: bool = Field(False, description="Save a merged model instead of the LoRA adapter.")
+    # Several processes (see docs/distributed.md; the process count comes from the launcher)
+    distributed: str | None = Field(
+        None,
+        description="Sharding preset: ddp, fsdp, fsdp2, deepspeed_zero2, deepspeed_zero3, or the path of your own "
+        "accelerate, FSDP or DeepSpeed config. None: plain data parallel when launched on several processes.",
+    )
     # Data
     train_dataset_path: str = Field(description="Training data: JSON, JSONL, CSV, Parquet, a dataset.json directory or save_to_disk dir.")
     test_dataset_path: str | None = Field(None, description="Optional evaluation data, same formats.")
@@ -85,6 +89,11 @@ class GrpokitOptions(BaseModel):
     # Rewards
     rewards: list[RewardSpec] | None = Field(
         None, description="Reward functions with weights and parameters. None: rouge_l, length and format."
+    )
+    reward_model_name_or_path: str | None = Field(
+        None,
+        description="AWS sample key: also score with this sequence-classification reward model (local dir or "
+        "Hugging Face id), as a `reward_model` reward of weight 1.0 added to the rewards.",
     )
     # Outputs and resuming
     output_dir: str = Field("outputs/grpokit", description="Where the final model, metrics.jsonl and the report go.")
@@ -96,6 +105,10 @@ class GrpokitOptions(BaseModel):
     wandb_project: str | None = Field(None, description="Weights & Biases project; W&B is on when set.")
     wandb_token: str | None = Field(None, description="W&B API key. Prefer the WANDB_API_KEY environment variable.")
     token: str | None = Field(None, description="Hugging Face token. Prefer the HF_TOKEN environment variable.")
+    # Launchers
+    sagemaker: dict[str, Any] | None = Field(
+        None, description="Settings for `grpokit launch sagemaker` (role, instance_type, ...); see docs/sagemaker.md."
+    )
     # Tracking (grpokit's own keys; see docs/tracking.md)
     mlflow_run_name: str | None = Field(
         None, description="MLflow run name. None: TRL's run_name if set, else '<model>-<YYYYmmdd-HHMMSS>'."
@@ -130,7 +143,17 @@ class RunConfig:
 
     def to_grpo_config(self):
         """Build TRL's `GRPOConfig` (checkpoints go to `checkpoint_dir`, as in the AWS sample)."""
-        return build_grpo_config(self.trl_args, output_dir=self.options.resolved_checkpoint_dir, source=self.source)
+        # The `distributed:` preset's fields (fsdp, fsdp_config, deepspeed, ...) first: keys in the config win.
+        trl_args = {**distributed_trl_args(self.options.distributed, self.base_dir, self.source), **self.trl_args}
+        return build_grpo_config(trl_args, output_dir=self.options.resolved_checkpoint_dir, source=self.source)
+
+    def summary(self) -> str:
+        """One line for the log: the options that differ from the defaults, secrets masked."""
+        explicit = self.options.model_dump(mode="json", exclude_defaults=True)
+        changed = {**explicit, **{k: v for k, v in self.trl_args.items() if GRPOKIT_TRL_DEFAULTS.get(k, object()) != v}}
+        changed.pop("rewards", None)
+        changed.pop("dataset", None)
+        return ", ".join(f"{key}={value}" for key, value in mask_secrets(changed).items())
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The resolved config as written to `grpokit_config.yaml`, secrets masked."""
@@ -155,7 +178,7 @@ def trl_field_types() -> dict[str, Any]:
 def _type_adapter(annotation: Any) -> TypeAdapter | None:
     try:
         return TypeAdapter(annotation)
-    except Exception:  # an annotation pydantic cannot model; TRL's own class still validates it
+    except (PydanticSchemaGenerationError, TypeError):  # pydantic cannot model it; TRL's own class still checks
         return None
 
 
@@ -324,6 +347,7 @@ def load_config(
         base_dir=Path(path).resolve().parent if path is not None else Path.cwd(),
         fallback_warnings=fallback_warnings,
     )
+    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=world_size_from_env())
     check_batch_arithmetic(trl_args, world_size=world_size_from_env(), source=source)
     config.to_grpo_config()  # TRL's own validation, at load time
     return config
@@ -349,6 +373,7 @@ def apply_cpu_fallbacks(
         if explicit_trl.get(flag):
             warnings.append(f"{flag}: true needs a CUDA GPU and none was found; using {instead} instead")
         trl_args[flag] = False
+    trl_args.setdefault("dataloader_pin_memory", False)  # pinned memory only helps host-to-GPU copies
     if options.attn_implementation == "flash_attention_2":
         warnings.append("attn_implementation: flash_attention_2 needs a CUDA GPU; using 'sdpa' instead")
         options.attn_implementation = "sdpa"
@@ -442,3 +467,49 @@ def save_resolved_config(config: RunConfig, directory: str | Path) -> Path:
     tmp.write_text(yaml.safe_dump(config.to_yaml_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def _describe_default(info) -> str:
+    if info.is_required():
+        return "required"
+    if info.default_factory is not None:
+        value = info.default_factory()
+        return "see below" if isinstance(value, BaseModel) else repr(value)
+    return repr(info.default)
+
+
+def options_reference() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, description) for every grpokit option, nested sections as dotted keys."""
+    rows = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            rows.append((prefix + name, _type_name(annotation), _describe_default(info), info.description or ""))
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+
+    walk(GrpokitOptions, "")
+    return rows
+
+
+def trl_reference() -> list[tuple[str, str, str]]:
+    """(key, type, default) for every TRL GRPOConfig field, with grpokit's changed defaults."""
+    defaults = {**_trl_defaults(), **GRPOKIT_TRL_DEFAULTS}
+    return [(name, _type_name(kind), repr(defaults.get(name, "required"))) for name, kind in sorted(trl_field_types().items())]
+
+
+def config_reference_markdown() -> str:
+    """The generated part of docs/config.md: grpokit's keys and the TRL defaults grpokit changes."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, kind, default, description in options_reference():
+        lines.append(f"| `{key}` | `{kind}` | `{default}` | {description} |".replace("`see below`", "see below"))
+    lines += ["", "TRL defaults that grpokit changes (set the key to override):", ""]
+    lines += ["| key | grpokit default | TRL default |", "|---|---|---|"]
+    trl_defaults = _trl_defaults()
+    for key, value in GRPOKIT_TRL_DEFAULTS.items():
+        lines.append(f"| `{key}` | `{value!r}` | `{trl_defaults.get(key)!r}` |")
+    return "\n".join(lines) + "\n"
