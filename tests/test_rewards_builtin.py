@@ -313,10 +313,21 @@ def test_format_rejects_identical_tags():
 # ---------------------------------------------------------------- all built-ins
 
 
+# The built-ins that have a parameter without a default, with a minimal value for it.
+REQUIRED_PARAMS = {
+    "regex": {"pattern": "x"},
+    "http": {"url": "http://127.0.0.1:9/score"},
+    "reward_model": {"model_name_or_path": "/nonexistent/reward-model"},
+    "overlong_penalty": {"max_completion_length": 16},
+    "isolated": {"reward": "length"},
+}
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_builtin_names_and_attributes(name):
-    reward = build_reward(name)
-    assert reward.__name__ == name
+    params = REQUIRED_PARAMS.get(name, {})
+    reward = build_reward(name, **params)
+    assert reward.__name__ == params.get("reward", name)  # `isolated` takes the name of the reward it runs
     assert isinstance(reward.required_columns, frozenset)
     assert "Example" in REGISTRY[name].__doc__
 

@@ -23,7 +23,8 @@ from grpokit.config import RunConfig, save_resolved_config
 from grpokit.data import LoadedData, load_datasets
 from grpokit.errors import ConfigError
 from grpokit.model import load_model, load_tokenizer, lora_config
-from grpokit.rewards import RewardSet, build_rewards, default_reward_specs
+from grpokit.rewards import RewardSet, RewardSpec, build_rewards, default_reward_specs
+from grpokit.rewards.spread import RewardSpreadCallback
 from grpokit.saving import save_final_model
 from grpokit.tracking import attach_tracking, log_final_model
 
@@ -41,6 +42,7 @@ class TrainResult:
     resumed_from: Path | None
     train_seconds: float
     metrics_path: Path
+    reward_failures: dict[str, int]  # failures per reward configured `on_error: zero` (only those that failed)
     stopped_by_signal: int | None = None  # set when SIGTERM stopped training; the last checkpoint holds the state
 
 
@@ -48,6 +50,8 @@ def build_reward_set(config: RunConfig) -> RewardSet:
     specs = config.options.rewards if config.options.rewards is not None else default_reward_specs()
     if not specs:
         raise ConfigError("rewards: is an empty list", where=config.source, fix="list at least one reward, or remove the key")
+    if config.options.reward_model_name_or_path:  # the AWS sample's key: one more reward, the model's score
+        specs = [*specs, RewardSpec(name="reward_model", model_name_or_path=config.options.reward_model_name_or_path)]
     return build_rewards(specs, base_dir=config.base_dir)
 
 
@@ -104,6 +108,7 @@ def build_trainer(
             GracefulStopCallback(),
         ],
     )
+    trainer.callback_handler.callbacks.insert(0, RewardSpreadCallback(trainer))  # first: its keys reach every log
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RichProgressCallback(console))
@@ -121,7 +126,8 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
     trainer = build_trainer(config, data, reward_set, console=console, extra_callbacks=extra_callbacks)
     output_dir = Path(options.output_dir)
     if trainer.is_world_process_zero():
-        save_resolved_config(config, output_dir)
+        saved = save_resolved_config(config, output_dir)
+        logger.info("config: %s (resolved config in %s)", config.summary(), saved)
     if resume_from is not None:
         logger.info("resuming from %s", resume_from)
     started = time.perf_counter()
@@ -139,5 +145,6 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
         resumed_from=resume_from,
         train_seconds=train_seconds,
         metrics_path=output_dir / METRICS_FILE,
+        reward_failures={name: count for name, count in reward_set.failure_counts().items() if count},
         stopped_by_signal=stop.received,
     )

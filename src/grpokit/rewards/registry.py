@@ -12,7 +12,15 @@ from pydantic import ValidationError
 
 from grpokit.errors import RewardConfigError
 from grpokit.rewards.common import RewardFunc
+from grpokit.rewards.http import http_reward
+from grpokit.rewards.isolated import isolated_reward
+from grpokit.rewards.json_valid import json_valid_reward
 from grpokit.rewards.length import length_reward
+from grpokit.rewards.match import exact_match_reward, numeric_match_reward
+from grpokit.rewards.math_equivalence import math_verify_reward
+from grpokit.rewards.penalties import overlong_penalty_reward, repetition_penalty_reward
+from grpokit.rewards.regex import regex_reward
+from grpokit.rewards.reward_model import reward_model_reward
 from grpokit.rewards.rouge_l import rouge_l_reward
 from grpokit.rewards.tag_format import format_reward
 from grpokit.rewards.user import load_user_reward, looks_like_user_path
@@ -22,6 +30,16 @@ REGISTRY: dict[str, Callable[..., RewardFunc]] = {
     "rouge_l": rouge_l_reward,
     "length": length_reward,
     "format": format_reward,
+    "exact_match": exact_match_reward,
+    "numeric_match": numeric_match_reward,
+    "math_verify": math_verify_reward,
+    "regex": regex_reward,
+    "json_valid": json_valid_reward,
+    "repetition_penalty": repetition_penalty_reward,
+    "overlong_penalty": overlong_penalty_reward,
+    "reward_model": reward_model_reward,
+    "http": http_reward,
+    "isolated": isolated_reward,
 }
 
 

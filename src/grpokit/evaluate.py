@@ -1,0 +1,446 @@
+"""`grpokit eval`: generate completions for a dataset split, score them with the configured rewards.
+
+The recipe: load config -> rewards -> the split's rows (checked against the rewards) -> the model to
+evaluate (a saved adapter dir, a full model dir, a Hugging Face id or `builtin:tiny`) -> generate
+(greedy, or K samples per prompt for pass@k) -> score every completion with every reward, plus task
+accuracy where a reference column exists -> `eval.json` and `eval_samples.jsonl`. `--compare BASE`
+runs the same for a second model and adds the difference per reward.
+
+Example:
+    >>> report = run_eval(load_config("run.yaml"), "outputs/run", EvalOptions(num_samples=4))
+    >>> report.result.reward_means, report.result.accuracy, report.result.pass_at_k
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from grpokit.config import GrpokitOptions, RunConfig
+from grpokit.errors import ConfigError, DataError
+from grpokit.rewards import RewardSet, run_rewards_on_rows, text_of
+from grpokit.rewards.common import ROW_COLUMN
+from grpokit.rewards.match import answer_block, normalize_text, numbers_in, parse_number
+
+logger = logging.getLogger("grpokit.evaluate")
+
+EVAL_FILE = "eval.json"
+SAMPLES_FILE = "eval_samples.jsonl"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `grpokit eval` adds to the config."""
+
+    split: Literal["train", "test"] = "test"
+    num_samples: int = 1  # completions per prompt: 1 is greedy; more are sampled (pass@k)
+    max_rows: int | None = None  # evaluate only the first N rows
+    reference_column: str = "answer"  # for task accuracy, when the rows have it
+    batch_size: int = 32  # prompts per generate() call
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How completions are generated: `num_samples` 1 is greedy decoding, more are sampled."""
+
+    max_new_tokens: int
+    num_samples: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    batch_size: int = 32
+    seed: int = 0
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    """One model's scores. `samples`: one dict per completion (row, sample, prompt, completion, scores...)."""
+
+    model: str
+    split: str
+    num_rows: int
+    num_samples: int
+    num_completions: int
+    reward_means: dict[str, float | None]  # per reward: mean of its non-None scores
+    total_mean: float | None  # mean weighted total
+    accuracy: float | None  # share of completions whose answer matches the reference (None: no reference)
+    pass_at_k: float | None  # share of rows with at least one matching completion among their samples
+    reference_column: str | None
+    samples: list[dict[str, Any]] = field(repr=False, default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What eval.json holds for this model (the samples go to eval_samples.jsonl)."""
+        summary = {key: value for key, value in asdict(self).items() if key != "samples"}
+        summary[f"pass@{self.num_samples}"] = summary.pop("pass_at_k")
+        return summary
+
+
+@dataclass
+class EvalReport:
+    result: EvalResult
+    base: EvalResult | None  # with --compare
+    eval_path: Path
+    samples_path: Path
+
+    def differences(self) -> dict[str, float | None]:
+        """model - base, per reward, for the total and for accuracy (None where either side has none)."""
+        if self.base is None:
+            return {}
+        pairs = {name: (mean, self.base.reward_means.get(name)) for name, mean in self.result.reward_means.items()}
+        pairs["total"] = (self.result.total_mean, self.base.total_mean)
+        pairs["accuracy"] = (self.result.accuracy, self.base.accuracy)
+        pairs[f"pass@{self.result.num_samples}"] = (self.result.pass_at_k, self.base.pass_at_k)
+        return {name: None if a is None or b is None else a - b for name, (a, b) in pairs.items()}
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+
+def run_eval(
+    config: RunConfig,
+    model: str,
+    options: EvalOptions = EvalOptions(),
+    *,
+    output_dir: str | Path | None = None,
+    compare: str | None = None,
+) -> EvalReport:
+    """Generate and score completions of `model` (and `compare`) on a split; write eval.json and samples.
+
+    `output_dir` defaults to `<model>/eval` for a local model directory, else `<output_dir>/eval`.
+
+    Raises:
+        GrpokitError: bad config, missing split, a model that cannot load, or a reward with
+            `on_error: raise` failing.
+    """
+    from grpokit.trainer import build_reward_set
+
+    reward_set = build_reward_set(config)
+    rows = load_split_rows(config, reward_set, options.split, options.max_rows)
+    settings = generation_settings(config, options)
+    result = evaluate_model(config.options, model, reward_set, rows, settings, options)
+    base = evaluate_model(config.options, compare, reward_set, rows, settings, options) if compare else None
+    directory = Path(output_dir) if output_dir is not None else default_output_dir(model, config)
+    report = EvalReport(result, base, directory / EVAL_FILE, directory / SAMPLES_FILE)
+    write_report_files(report)
+    return report
+
+
+def load_split_rows(config: RunConfig, reward_set: RewardSet, split: str, max_rows: int | None) -> list[dict]:
+    """The prepared rows of the `train` or `test` split, checked against the rewards' columns."""
+    from grpokit.data import load_table, prepare_dataset
+
+    options = config.options
+    if split == "test" and options.test_dataset_path is None:
+        raise ConfigError(
+            "the config has no test_dataset_path to evaluate on",
+            where=config.source,
+            fix="set test_dataset_path, or pass --split train",
+        )
+    path = options.test_dataset_path if split == "test" else options.train_dataset_path
+    what = f"{split} dataset"
+    dataset = prepare_dataset(
+        load_table(path, fmt=options.dataset.format, what=what),
+        options.dataset,
+        required_columns=reward_set.required_columns,
+        source=f"{what} {path}",
+    )
+    count = len(dataset) if max_rows is None else min(max_rows, len(dataset))
+    return [dataset[i] for i in range(count)]
+
+
+def generation_settings(config: RunConfig, options: EvalOptions) -> GenerationSettings:
+    """Sampling settings from the training config (max_completion_length, temperature, top_p, top_k, seed)."""
+    if options.num_samples < 1:
+        raise ConfigError(f"--num-samples must be at least 1, got {options.num_samples}")
+    args = config.to_grpo_config()
+    return GenerationSettings(
+        max_new_tokens=args.max_completion_length,
+        num_samples=options.num_samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k or None,
+        batch_size=options.batch_size,
+        seed=args.seed,
+        chat_template_kwargs=dict(args.chat_template_kwargs or {}),
+    )
+
+
+def evaluate_model(
+    grpokit_options: GrpokitOptions,
+    model_ref: str,
+    reward_set: RewardSet,
+    rows: list[dict],
+    settings: GenerationSettings,
+    options: EvalOptions,
+) -> EvalResult:
+    """Load `model_ref`, generate `settings.num_samples` completions per row and score them."""
+    model, tokenizer = load_model_for_eval(model_ref, grpokit_options)
+    logger.info("generating %d x %d completions with %s", len(rows), settings.num_samples, model_ref)
+    completions, completion_ids = generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
+    return score_completions(
+        reward_set,
+        rows,
+        completions,
+        completion_ids=completion_ids,
+        model=model_ref,
+        split=options.split,
+        reference_column=options.reference_column,
+    )
+
+
+def default_output_dir(model: str, config: RunConfig) -> Path:
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local / "eval"
+    return Path(config.options.output_dir) / "eval"
+
+
+def write_report_files(report: EvalReport) -> None:
+    """eval.json (the model's summary, plus `compare` with the base's and the differences) and the samples."""
+    report.eval_path.parent.mkdir(parents=True, exist_ok=True)
+    summary = report.result.summary()
+    if report.base is not None:
+        summary["compare"] = {"base": report.base.summary(), "difference": report.differences()}
+    report.eval_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    samples = [*report.result.samples, *(report.base.samples if report.base is not None else [])]
+    report.samples_path.write_text(
+        "".join(json.dumps(sample, ensure_ascii=False, default=str) + "\n" for sample in samples), encoding="utf-8"
+    )
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def score_completions(
+    reward_set: RewardSet,
+    rows: list[dict],
+    completions: list[list],
+    *,
+    completion_ids: list[list[list[int]]] | None = None,
+    model: str = "",
+    split: str = "",
+    reference_column: str | None = "answer",
+) -> EvalResult:
+    """Score `completions[i]` (the samples of row i) with every reward; means, accuracy and pass@k.
+
+    Accuracy needs `reference_column` in the rows: a completion is correct when `answer_matches`.
+    Every row must have the same number of samples.
+
+    Raises:
+        DataError: rows and completion lists differ in number, or rows have different sample counts.
+        RunError: a reward with `on_error: raise` failed.
+    """
+    if len(rows) != len(completions):
+        raise DataError(f"{len(rows)} rows but completions for {len(completions)}")
+    num_samples = len(completions[0]) if completions else 0
+    if any(len(samples) != num_samples for samples in completions):
+        raise DataError("every row needs the same number of completions")
+    flat_rows = [row for row in rows for _ in range(num_samples)]
+    flat_completions = [completion for samples in completions for completion in samples]
+    flat_ids = None if completion_ids is None else [ids for samples in completion_ids for ids in samples]
+    scored = run_rewards_on_rows(reward_set, flat_rows, flat_completions, completion_ids=flat_ids)
+    has_reference = bool(rows) and reference_column is not None and reference_column in rows[0]
+    samples = []
+    for index, (row, completion, result) in enumerate(zip(flat_rows, flat_completions, scored, strict=True)):
+        reference = row.get(reference_column) if has_reference else None
+        correct = None if reference is None else answer_matches(text_of(completion), reference)
+        samples.append(
+            {
+                "model": model,
+                "row": row.get(ROW_COLUMN, index // max(num_samples, 1)),
+                "sample": index % max(num_samples, 1),
+                "prompt": row["prompt"],
+                "completion": completion,
+                "reference": reference,
+                "scores": result["scores"],
+                "total": result["total"],
+                "correct": correct,
+            }
+        )
+    return EvalResult(
+        model=model,
+        split=split,
+        num_rows=len(rows),
+        num_samples=num_samples,
+        num_completions=len(samples),
+        reward_means={name: _mean([s["scores"][name] for s in samples]) for name in reward_set.names},
+        total_mean=_mean([s["total"] for s in samples]),
+        accuracy=_mean([float(s["correct"]) for s in samples if s["correct"] is not None]),
+        pass_at_k=_pass_at_k(samples, num_samples),
+        reference_column=reference_column if has_reference else None,
+        samples=samples,
+    )
+
+
+def answer_matches(text: str, reference: Any) -> bool:
+    """Task accuracy: the completion's answer equals the reference.
+
+    The answer is the last `<answer>...</answer>` block, else the whole text. A numeric reference is
+    compared with the answer's last number (`math.isclose`, abs_tol 1e-6); any other reference with the
+    answer as text, whitespace collapsed and case ignored.
+
+    Example: reference "46": "46" -> True, "<think>..</think><answer>46</answer>" -> True, "45" -> False.
+    """
+    answer = answer_block(text, "answer")
+    answer = text if answer is None else answer
+    reference_number = parse_number(str(reference))
+    if reference_number is not None:
+        found = numbers_in(answer)
+        value = parse_number(found[-1]) if found else None
+        return value is not None and math.isclose(value, reference_number, rel_tol=0.0, abs_tol=1e-6)
+    options = {"strip": True, "ignore_case": True, "collapse_whitespace": True}
+    return normalize_text(answer, **options) == normalize_text(str(reference), **options)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return math.fsum(present) / len(present) if present else None
+
+
+def _pass_at_k(samples: list[dict], num_samples: int) -> float | None:
+    if not samples or samples[0]["correct"] is None:
+        return None
+    per_row = [samples[start : start + num_samples] for start in range(0, len(samples), num_samples)]
+    return sum(any(s["correct"] for s in row) for row in per_row) / len(per_row)
+
+
+# ----------------------------------------------------------------------------- model and generation
+
+
+def load_model_for_eval(model_ref: str, options: GrpokitOptions):
+    """Model (eval mode, on the GPU when there is one) and tokenizer for a saved adapter, a model or an id.
+
+    A directory with `adapter_config.json` is a LoRA adapter: loaded with peft's
+    `AutoPeftModelForCausalLM` (its base model from the adapter's config), its tokenizer from the
+    directory when saved there, else from the base model.
+    """
+    import torch
+
+    from grpokit.builtin_models import resolve_model_path
+    from grpokit.model import load_model, load_tokenizer, torch_dtype
+
+    has_cuda = torch.cuda.is_available()
+    local = Path(resolve_model_path(model_ref)).expanduser()
+    if (local / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype(options, has_cuda=has_cuda))
+        has_tokenizer = (local / "tokenizer_config.json").is_file()
+        base = model.peft_config["default"].base_model_name_or_path
+        tokenizer = load_tokenizer(options.model_copy(update={"model_id": str(local) if has_tokenizer else base}))
+    else:
+        model_options = options.model_copy(update={"model_id": model_ref, "load_in_4bit": False})
+        model = load_model(model_options, gradient_checkpointing=False)
+        tokenizer = load_tokenizer(model_options)
+    if has_cuda:
+        model = model.to("cuda")
+    return model.eval(), tokenizer
+
+
+def generate_completions(
+    model, tokenizer, prompts: list, settings: GenerationSettings
+) -> tuple[list[list], list[list[list[int]]]]:
+    """`settings.num_samples` completions per prompt, shaped as GRPOTrainer passes them to rewards.
+
+    Text prompts get text completions; chat prompts (message lists) are rendered with the tokenizer's
+    chat template and get `[{"role": "assistant", "content": text}]`. Token ids stop after the first
+    EOS (kept, as TRL keeps it) and are returned per completion.
+
+    Returns:
+        (completions, completion_ids), each a list per prompt of `num_samples` entries.
+    """
+    import torch
+
+    torch.manual_seed(settings.seed)
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end aligned
+    completions: list[list] = []
+    all_ids: list[list[list[int]]] = []
+    try:
+        for start in range(0, len(prompts), settings.batch_size):
+            batch = prompts[start : start + settings.batch_size]
+            texts, ids = _generate_batch(model, tokenizer, batch, settings)
+            for i, prompt in enumerate(batch):
+                chunk = slice(i * settings.num_samples, (i + 1) * settings.num_samples)
+                completions.append([_as_completion(prompt, text) for text in texts[chunk]])
+                all_ids.append(ids[chunk])
+    finally:
+        tokenizer.padding_side = padding_side
+    return completions, all_ids
+
+
+def _generate_batch(model, tokenizer, prompts: list, settings: GenerationSettings) -> tuple[list[str], list[list[int]]]:
+    import torch
+
+    rendered = [
+        tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **settings.chat_template_kwargs)
+        if isinstance(p, list)
+        else p
+        for p in prompts
+    ]
+    inputs = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
+        if settings.num_samples > 1
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    with torch.inference_mode():
+        output = model.generate(  # [B * K, P + new]
+            **inputs,
+            max_new_tokens=settings.max_new_tokens,
+            num_return_sequences=settings.num_samples,
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling,
+        )
+    new_ids = output[:, inputs["input_ids"].shape[1] :].tolist()  # [B * K, new]
+    ids = [_until_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id) for row in new_ids]
+    return tokenizer.batch_decode(ids, skip_special_tokens=True), ids
+
+
+def _until_eos(ids: list[int], eos_id: int | None, pad_id: int | None) -> list[int]:
+    if eos_id is not None and eos_id in ids:
+        return ids[: ids.index(eos_id) + 1]
+    if pad_id is not None and pad_id != eos_id and pad_id in ids:
+        return ids[: ids.index(pad_id)]
+    return ids
+
+
+def _as_completion(prompt: Any, text: str) -> Any:
+    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
+
+
+def eval_table(report: EvalReport):
+    """A rich Table: mean score per reward, the weighted total, accuracy and pass@k; with a base, both and the difference."""
+    from rich.table import Table
+
+    result, base = report.result, report.base
+    title = f"eval on {result.split}: {result.num_rows} rows x {result.num_samples} sample(s)"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column(result.model, justify="right")
+    if base is not None:
+        table.add_column(f"{base.model} (base)", justify="right")
+        table.add_column("difference", justify="right")
+    difference = report.differences()
+    metrics = [(f"{name} (mean)", name, result.reward_means[name], base and base.reward_means.get(name)) for name in result.reward_means]
+    metrics.append(("total (weighted)", "total", result.total_mean, base and base.total_mean))
+    if result.accuracy is not None:
+        metrics.append((f"accuracy ({result.reference_column})", "accuracy", result.accuracy, base and base.accuracy))
+        if result.num_samples > 1:
+            metrics.append((f"pass@{result.num_samples}", f"pass@{result.num_samples}", result.pass_at_k, base and base.pass_at_k))
+    for label, key, value, base_value in metrics:
+        cells = [_fmt(value)]
+        if base is not None:
+            change = difference.get(key) if key else None
+            cells += [_fmt(base_value), "-" if change is None else f"{change:+.3f}"]
+        table.add_row(label, *cells)
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
