@@ -16,6 +16,7 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 COMPLETE_MARKER = "grpokit_complete.json"
+SAMPLE_COMPLETIONS_FILE = "sample_completions.jsonl"  # training samples for the report; the demo writes held-out ones
 
 
 def _finite(value: Any) -> Any:
@@ -194,3 +195,44 @@ class GracefulStopCallback(TrainerCallback):
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+
+class SampleCompletionsCallback(TrainerCallback):
+    """Record a few of TRL's latest completions to `sample_completions.jsonl` for the report.
+
+    At the first logged step, every `every` steps and at the end, up to `per_step` rows of
+    `{"step", "prompt", "completion", "reward"}` (the weighted total, as TRL computes it) are appended.
+    """
+
+    def __init__(self, trainer, path: str | Path, *, weights: dict[str, float], every: int, per_step: int = 8) -> None:
+        self.trainer = trainer
+        self.path = Path(path)
+        self.weights = weights
+        self.every = every
+        self.per_step = per_step
+        self._recorded_steps: set[int] = set()
+
+    def _record(self, step: int) -> None:
+        from grpokit.tracking.callback import trl_recent_completions
+
+        if step in self._recorded_steps:
+            return
+        self._recorded_steps.add(step)
+        rows = trl_recent_completions(self.trainer)[: self.per_step]
+        with self.path.open("a", encoding="utf-8") as handle:
+            for row in rows:
+                scores = [(row.get(f"rewards/{name}"), weight) for name, weight in self.weights.items()]
+                present = [score * weight for score, weight in scores if score is not None]
+                total = sum(present) if present else None
+                record = {"step": step, "prompt": row["prompt"], "completion": row["completion"], "reward": total}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.every <= 0 or not logs or "reward" not in logs:
+            return
+        if not self._recorded_steps or state.global_step % self.every == 0:
+            self._record(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.every > 0 and self._recorded_steps:
+            self._record(state.global_step)

@@ -16,7 +16,9 @@ from grpokit.callbacks import (
     CheckpointMarkerCallback,
     GracefulStopCallback,
     MetricsJsonlCallback,
+    SAMPLE_COMPLETIONS_FILE,
     RichProgressCallback,
+    SampleCompletionsCallback,
 )
 from grpokit.checkpoints import resume_checkpoint
 from grpokit.config import RunConfig, save_resolved_config
@@ -112,6 +114,14 @@ def build_trainer(
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RichProgressCallback(console))
+    trainer.add_callback(
+        SampleCompletionsCallback(
+            trainer,
+            output_dir / SAMPLE_COMPLETIONS_FILE,
+            weights=dict(zip(reward_set.names, reward_set.weights)),
+            every=options.log_completions_every,
+        )
+    )
     attach_tracking(trainer, config, data.train)
     return trainer
 
