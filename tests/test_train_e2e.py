@@ -49,6 +49,12 @@ def test_lora_adapter_run_writes_loadable_adapter_and_metrics(tiny_config):
     saved = yaml.safe_load((out / "grpokit_config.yaml").read_text())
     assert saved["model_id"] == "builtin:tiny" and saved["max_steps"] == 2
 
+    samples = [json.loads(line) for line in (out / "sample_completions.jsonl").read_text().splitlines()]
+    assert samples and {sample["step"] for sample in samples} == {1, 2}
+    for sample in samples:
+        assert sample["prompt"].endswith("=") and isinstance(sample["completion"], str)
+        assert 0.0 <= sample["reward"] <= 2.0  # rouge_l + length, each in [0, 1]
+
 
 def test_merged_model_is_plain_transformers_checkpoint_with_changed_weights(tiny_config):
     tiny_config["merge_weights"] = True
