@@ -14,7 +14,7 @@ from grpokit.cli import app
 
 def grpokit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "grpokit", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+        [sys.executable, "-m", "grpokit", *args], capture_output=True, text=True, cwd=cwd, timeout=600, check=False
     )
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpokit.callbacks import (
+    SAMPLE_COMPLETIONS_FILE,
     CheckpointMarkerCallback,
     GracefulStopCallback,
     MetricsJsonlCallback,
-    SAMPLE_COMPLETIONS_FILE,
     RichProgressCallback,
     SampleCompletionsCallback,
 )
