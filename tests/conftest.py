@@ -30,22 +30,24 @@ def addition_jsonl(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "data" / "train.jsonl", rows)
 
 
+# Trains builtin:tiny in seconds: 1 prompt x 4 completions of at most 4 tokens per step, a checkpoint every step.
+TINY_TRAINING = {
+    "model_id": "builtin:tiny",
+    "rewards": [
+        {"name": "rouge_l", "reference_column": "answer", "score": "f1"},
+        {"name": "length", "target_length": 3},
+    ],
+    "max_steps": 2,
+    "per_device_train_batch_size": 4,
+    "num_generations": 4,
+    "max_completion_length": 4,
+    "learning_rate": 1e-3,
+    "save_steps": 1,
+    "seed": 0,
+}
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path, addition_jsonl: Path) -> dict:
     """A config mapping that trains builtin:tiny for 2 quick steps on the addition rows."""
-    return {
-        "model_id": "builtin:tiny",
-        "train_dataset_path": str(addition_jsonl),
-        "output_dir": str(tmp_path / "out"),
-        "rewards": [
-            {"name": "rouge_l", "reference_column": "answer", "score": "f1"},
-            {"name": "length", "target_length": 3},
-        ],
-        "max_steps": 2,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 4,
-        "learning_rate": 1e-3,
-        "save_steps": 1,
-        "seed": 0,
-    }
+    return {**TINY_TRAINING, "train_dataset_path": str(addition_jsonl), "output_dir": str(tmp_path / "out")}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import TINY_TRAINING
 from grpokit.sagemaker_env import (
     CHECKPOINT_ROOT_ENV,
     DEFAULT_CHECKPOINT_ROOT,
@@ -202,22 +203,7 @@ class FakeContainer:
 
 
 def container_config(**extra) -> dict:
-    return {
-        "model_id": "builtin:tiny",
-        "output_dir": "outputs/on-my-laptop",
-        "rewards": [
-            {"name": "rouge_l", "reference_column": "answer", "score": "f1"},
-            {"name": "length", "target_length": 3},
-        ],
-        "max_steps": 3,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 4,
-        "learning_rate": 1e-3,
-        "save_steps": 1,
-        "seed": 0,
-        **extra,
-    }
+    return {**TINY_TRAINING, "output_dir": "outputs/on-my-laptop", "max_steps": 3, **extra}
 
 
 ROWS = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a, b in zip(range(10, 42), range(50, 82))]
