@@ -87,3 +87,11 @@ def test_train_cli_saves_model_and_says_where(tmp_path, tiny_config):
 def test_models_lists_builtin_tiny():
     result = grpokit("models")
     assert result.returncode == 0 and "builtin:tiny" in result.stdout
+
+
+def test_nproc_checks_the_config_for_the_job_before_starting_ranks(tmp_path, tiny_config):
+    # 3 prompts per process x 2 processes = 6: no whole groups of 4. One message, exit 2, no ranks started.
+    result = grpokit("train", str(write(tmp_path, tiny_config)), "--nproc", "2", "--set", "per_device_train_batch_size=3")
+    assert result.returncode == 2, result.stderr
+    assert "processes (2) = 6" in result.stderr and result.stderr.count("error:") == 1
+    assert not Path(tiny_config["output_dir"]).exists()

@@ -86,7 +86,9 @@ def train(
     """Train with GRPO as CONFIG says, and save the model. See docs/distributed.md for several processes."""
     setup_logging(verbose)
     if nproc is not None:
-        _train_with_torchrun(nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port)
+        _train_with_torchrun(
+            config, list(set_ or []), nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port
+        )
     with reporting_errors():
         _train_here(config, list(set_ or []))
 
@@ -117,8 +119,13 @@ def _train_here(config: Path, overrides: list[str]) -> None:
     stdout.print(f"report: [bold]{write_report(result.output_dir).html}[/]")
 
 
-def _train_with_torchrun(nproc: int, **rendezvous_options) -> None:
-    """Re-run this command under torchrun (minus the launch options) and exit with its exit code."""
+def _train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendezvous_options) -> None:
+    """Re-run this command under torchrun (minus the launch options) and exit with its exit code.
+
+    The config is checked here first, for the job's number of processes, so a bad config is one
+    message and exit code 2 rather than one traceback per rank.
+    """
+    from grpokit.config import load_config
     from grpokit.launch_local import (
         needs_launcher,
         resolve_rendezvous,
@@ -128,6 +135,14 @@ def _train_with_torchrun(nproc: int, **rendezvous_options) -> None:
 
     with reporting_errors():
         rendezvous = resolve_rendezvous(nproc, **rendezvous_options)
+        if needs_launcher(rendezvous):
+            grpokit_logger = logging.getLogger("grpokit")
+            level = grpokit_logger.level
+            grpokit_logger.setLevel(logging.ERROR)  # the ranks print the fallback warnings themselves
+            try:
+                load_config(config, overrides, world_size=rendezvous.nproc_per_node * rendezvous.nnodes)
+            finally:
+                grpokit_logger.setLevel(level)
     if needs_launcher(rendezvous):
         raise typer.Exit(run_forwarding_signals(torchrun_command(sys.argv[1:], rendezvous)))
 

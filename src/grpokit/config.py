@@ -321,8 +321,13 @@ def load_config(
     *,
     data: dict[str, Any] | None = None,
     cuda_available: bool | None = None,
+    world_size: int | None = None,
 ) -> RunConfig:
     """Load and validate a config: defaults < YAML file (`path` or `data`) < `overrides`.
+
+    `world_size` (default: `WORLD_SIZE` from the environment) lets a launcher check a config for the
+    job it is about to start; TRL's own validation then waits for the job, since TRL measures the
+    world of the process it runs in.
 
     Raises `ConfigError` naming the key, the file and a fix for unknown keys, wrong types, missing
     required keys, impossible batch arithmetic and options TRL rejects.
@@ -347,9 +352,11 @@ def load_config(
         base_dir=Path(path).resolve().parent if path is not None else Path.cwd(),
         fallback_warnings=fallback_warnings,
     )
-    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=world_size_from_env())
-    check_batch_arithmetic(trl_args, world_size=world_size_from_env(), source=source)
-    config.to_grpo_config()  # TRL's own validation, at load time
+    processes = world_size_from_env() if world_size is None else world_size
+    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=processes)
+    check_batch_arithmetic(trl_args, world_size=processes, source=source)
+    if world_size is None:
+        config.to_grpo_config()  # TRL's own validation, at load time
     return config
 
 
