@@ -107,6 +107,7 @@ def _train_here(config: Path, overrides: list[str]) -> None:
         return
     for name, count in result.reward_failures.items():
         console.print(f"[yellow]warning:[/] reward '{name}' failed on {count} completions (scored 0.0, on_error: zero)")
+    report = write_report(result.output_dir).html
     if result.stopped_by_signal is not None:
         console.print(
             f"[yellow]stopped by signal {result.stopped_by_signal} at step {result.global_step}[/]; "
@@ -116,7 +117,7 @@ def _train_here(config: Path, overrides: list[str]) -> None:
     stdout.print(
         f"trained {result.global_step} steps in {result.train_seconds:.0f} s; model saved to [bold]{result.output_dir}[/]"
     )
-    stdout.print(f"report: [bold]{write_report(result.output_dir).html}[/]")
+    stdout.print(f"report: [bold]{report}[/]")
 
 
 def _train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendezvous_options) -> None:
