@@ -248,6 +248,8 @@ def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+    assert process.returncode == 143, stderr[-3000:]  # 128 + SIGTERM: stopped, not failed
+    assert "run the same command again to resume" in stderr
     checkpoint = last_complete_checkpoint(container.checkpoint_dir)
     assert checkpoint is not None, stderr[-3000:]
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]

@@ -26,9 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, grep-able in logs
 EXIT_STOPPED_BY_SIGNAL = 143  # 128 + SIGTERM, as a shell reports a process ended by it
-stdout = Console()
+stdout = Console(soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
 SetOption = Annotated[
@@ -199,7 +199,7 @@ def models() -> None:
 
     table = Table(title="built-in models")
     for column in ("name", "parameters", "path", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a path is only useful whole
     for model in list_builtin_models():
         table.add_row(model.name, f"{model.num_parameters:,}", str(model.path), model.description)
     stdout.print(table)
