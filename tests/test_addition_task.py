@@ -77,7 +77,8 @@ def test_heldout_problems_are_fixed_distinct_and_prefix_stable():
         ([{"role": "assistant", "content": " 46<|im_end|>"}], "46"),
         ([{"role": "assistant", "content": ""}], ""),
         ([], ""),
-        ([{"role": "assistant", "content": "4"}, {"role": "assistant", "content": "6"}], "46"),
+        # separate messages are separate lines, as every reward reads them (grpokit.rewards.text_of)
+        ([{"role": "assistant", "content": "4"}, {"role": "assistant", "content": "6"}], "4"),
         ([{"role": "assistant", "content": [{"type": "text", "text": "46"}]}], "46"),
         ([{"role": "assistant", "content": None}], ""),
     ],

@@ -19,13 +19,8 @@ from typing import Any
 
 from grpokit.config import RunConfig
 from grpokit.errors import ConfigError, DataError
-from grpokit.evaluate import (
-    EvalOptions,
-    generate_completions,
-    generation_settings,
-    load_model_for_eval,
-    load_split_rows,
-)
+from grpokit.evaluate import EvalOptions, generation_settings, load_model_for_eval, load_split_rows
+from grpokit.generation import generate_completions
 from grpokit.rewards import run_rewards_on_rows, text_of
 from grpokit.rewards.common import ROW_COLUMN, shorten
 

@@ -22,6 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from grpokit.generation import GenerationSettings, generate_completions
+from grpokit.rewards.common import text_of
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -129,37 +132,12 @@ def heldout_problems(n: int = 200) -> list[AdditionProblem]:
     return [AdditionProblem(a, b) for a, b in pairs[:n]]
 
 
-def completion_text(completion: str | list[dict[str, Any]]) -> str:
-    """The text of a completion: a string as is; a chat-format list of messages -> their contents joined.
-
-    Message content may be a string or a list of parts ({"type": "text", "text": ...}); non-text
-    parts are ignored.
-
-    Raises:
-        TypeError: the completion is neither a string nor a list of message dicts.
-    """
-    if isinstance(completion, str):
-        return completion
-    if not isinstance(completion, list):
-        raise TypeError(f"a completion is a str or a list of messages, got {type(completion).__name__}")
-    texts: list[str] = []
-    for message in completion:
-        if not isinstance(message, dict):
-            raise TypeError(f"a chat-format completion holds message dicts, got {type(message).__name__}")
-        content = message.get("content") or ""
-        if isinstance(content, str):
-            texts.append(content)
-        else:
-            texts.extend(part.get("text", "") for part in content if part.get("type") == "text")
-    return "".join(texts)
-
-
 def extract_answer(completion: str | list[dict[str, Any]]) -> str:
     """The ASCII digits at the start of the completion, after optional whitespace; "" if none.
 
     Example: "46<|endoftext|>" -> "46", " 46" -> "46", "46x" -> "46", "x46" -> "", "" -> "".
     """
-    match = _LEADING_DIGITS.match(completion_text(completion))
+    match = _LEADING_DIGITS.match(text_of(completion))
     return match.group(1) if match else ""
 
 
@@ -184,33 +162,18 @@ def greedy_accuracy(
     Raises:
         ValueError: `problems` is empty, or the tokenizer has no pad token.
     """
-    import torch
-
     if not problems:
         raise ValueError("greedy_accuracy needs at least one problem")
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token first")
-    was_training, padding_side = model.training, tokenizer.padding_side
+    was_training = model.training
     model.eval()
-    tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end aligned
-    completions: list[str] = []
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)  # greedy: 1 sample
     try:
-        with torch.inference_mode():
-            for start in range(0, len(problems), batch_size):
-                prompts = [problem.prompt for problem in problems[start : start + batch_size]]
-                inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-                inputs = inputs.to(model.device)
-                output_ids = model.generate(  # [B, P + new]
-                    **inputs,
-                    do_sample=False,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-                new_ids = output_ids[:, inputs["input_ids"].shape[1] :]  # [B, new]
-                completions.extend(tokenizer.batch_decode(new_ids, skip_special_tokens=True))
+        per_prompt, _ = generate_completions(model, tokenizer, [problem.prompt for problem in problems], settings)
     finally:
-        tokenizer.padding_side = padding_side
         model.train(was_training)
+    completions = [samples[0] for samples in per_prompt]
     num_correct = sum(is_correct(text, problem.answer) for text, problem in zip(completions, problems))
     return AccuracyResult(
         accuracy=num_correct / len(problems), num_correct=num_correct, completions=completions
