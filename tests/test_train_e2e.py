@@ -94,10 +94,27 @@ def test_rerun_resumes_from_last_complete_checkpoint(tiny_config):
     assert [line["step"] for line in metric_lines(out)] == [1, 2, 3, 4]
 
 
-def test_resume_never_starts_over(tiny_config):
+def test_resume_never_starts_over_and_keeps_the_old_checkpoints_apart(tiny_config):
     run(tiny_config)
-    result = run(tiny_config, "resume=never")
-    assert result.resumed_from is None and result.global_step == 2
+    checkpoints = Path(tiny_config["output_dir"]) / "checkpoints"
+    result = run(tiny_config, "resume=never", "max_steps=1")
+    assert result.resumed_from is None and result.global_step == 1
+    superseded = list(checkpoints.glob("superseded-*"))
+    assert len(superseded) == 1 and (superseded[0] / "checkpoint-2" / "grpokit_complete.json").is_file()
+    # The old run's checkpoint-2 is out of the way: auto resumes this run's checkpoint-1.
+    assert run(tiny_config, "max_steps=2").resumed_from == checkpoints / "checkpoint-1"
+
+
+def test_rerunning_a_finished_run_trains_nothing_and_keeps_its_model(tiny_config):
+    run(tiny_config)
+    out = Path(tiny_config["output_dir"])
+    adapter_before = load_file(str(out / "adapter_model.safetensors"))
+    result = run(tiny_config)
+    assert result.resumed_from == out / "checkpoints" / "checkpoint-2" and result.global_step == 2
+    assert [line["step"] for line in metric_lines(out)] == [1, 2]
+    assert not (out / "checkpoints" / "checkpoint-3").exists()
+    adapter_after = load_file(str(out / "adapter_model.safetensors"))
+    assert all(torch.equal(adapter_before[k], adapter_after[k]) for k in adapter_before)
 
 
 def test_raising_reward_names_reward_and_row(tiny_config, tmp_path):

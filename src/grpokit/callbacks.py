@@ -165,6 +165,8 @@ class GracefulStopCallback(TrainerCallback):
 
         self.signals = signals if signals is not None else (signal.SIGTERM,)
         self.received: int | None = None
+        # Set, identically on every rank, when the signal ended training before max_steps.
+        self.stopped_early_by: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
@@ -196,6 +198,8 @@ class GracefulStopCallback(TrainerCallback):
             self.received = self.received or self.signals[0]  # another rank got the signal
             control.should_save = True
             control.should_training_stop = True
+            if state.global_step < state.max_steps:
+                self.stopped_early_by = self.received
 
     def on_train_end(self, args, state, control, **kwargs):
         import signal

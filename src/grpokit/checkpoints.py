@@ -7,8 +7,10 @@ by plain transformers/TRL counts as complete when its trainer state and weights 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from pathlib import Path
 
 from grpokit.callbacks import COMPLETE_MARKER
@@ -72,3 +74,30 @@ def resume_checkpoint(resume: str, checkpoint_dir: str | Path) -> Path | None:
             fix="use 'auto', 'never', or the path of a checkpoint-<step> directory written by a previous run",
         )
     return path
+
+
+def checkpoint_global_step(path: Path) -> int:
+    """The optimizer step a checkpoint was saved at, from its trainer state (its name as a fallback)."""
+    state = path / "trainer_state.json"
+    if state.is_file():
+        return int(json.loads(state.read_text(encoding="utf-8")).get("global_step", 0))
+    return checkpoint_step(path) or 0
+
+
+def set_aside_later_checkpoints(directory: str | Path, after_step: int) -> Path | None:
+    """Move checkpoints past `after_step` into `superseded-<time>/`, so they are never resumed or half-overwritten.
+
+    A run that starts over (`resume: never`, `after_step` 0) or resumes from an earlier checkpoint
+    than the last would otherwise write its checkpoints over, or next to, those of the run before;
+    moving them keeps that run's work (nothing is deleted) without mixing the two. Returns the folder
+    they went to, or None when there was nothing to move.
+    """
+    later = [path for path in list_checkpoints(directory) if (checkpoint_step(path) or 0) > after_step]
+    if not later:
+        return None
+    target = Path(directory) / time.strftime("superseded-%Y%m%d-%H%M%S")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in later:
+        path.rename(target / path.name)
+    logger.warning("moved %d checkpoint(s) past step %d of an earlier run to %s", len(later), after_step, target)
+    return target

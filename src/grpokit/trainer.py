@@ -20,7 +20,7 @@ from grpokit.callbacks import (
     RichProgressCallback,
     SampleCompletionsCallback,
 )
-from grpokit.checkpoints import resume_checkpoint
+from grpokit.checkpoints import checkpoint_global_step, resume_checkpoint, set_aside_later_checkpoints
 from grpokit.config import RunConfig, save_resolved_config
 from grpokit.data import LoadedData, load_datasets
 from grpokit.errors import ConfigError
@@ -135,20 +135,34 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
     resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
     trainer = build_trainer(config, data, reward_set, console=console, extra_callbacks=extra_callbacks)
     output_dir = Path(options.output_dir)
+    resumed_step = checkpoint_global_step(resume_from) if resume_from is not None else 0
     if trainer.is_world_process_zero():
         saved = save_resolved_config(config, output_dir)
         logger.info("config: %s (resolved config in %s)", config.summary(), saved)
-    if resume_from is not None:
-        logger.info("resuming from %s", resume_from)
+        set_aside_later_checkpoints(options.resolved_checkpoint_dir, after_step=resumed_step)
+    trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if resume_from is not None and 0 < trainer.args.max_steps <= resumed_step:
+        # transformers would run one more step before noticing that max_steps is reached; load the
+        # checkpoint's weights (a private but long-stable Trainer method) so the final save is that model
+        logger.info("%s is already at max_steps=%d: nothing to train", resume_from, trainer.args.max_steps)
+        trainer._load_from_checkpoint(str(resume_from))
+        trainer.state.global_step = resumed_step
+    else:
+        if resume_from is not None:
+            logger.info("resuming from %s", resume_from)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
-    if stop.received is None:
+    if stop.stopped_early_by is None:
         save_final_model(trainer, options)
         log_final_model(trainer, output_dir)
     else:
-        logger.warning("stopped by signal %s at step %d; checkpoint saved, run again to resume", stop.received, trainer.state.global_step)
+        logger.warning(
+            "stopped by signal %s at step %d; checkpoint saved, run again to resume",
+            stop.stopped_early_by,
+            trainer.state.global_step,
+        )
     return TrainResult(
         output_dir=output_dir,
         global_step=trainer.state.global_step,
@@ -156,5 +170,5 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
         train_seconds=train_seconds,
         metrics_path=output_dir / METRICS_FILE,
         reward_failures={name: count for name, count in reward_set.failure_counts().items() if count},
-        stopped_by_signal=stop.received,
+        stopped_by_signal=stop.stopped_early_by,
     )
