@@ -126,3 +126,30 @@ def test_raising_reward_names_reward_and_row(tiny_config, tmp_path):
     with pytest.raises(RunError) as caught:
         run(tiny_config)
     assert "broken" in caught.value.message and "row" in caught.value.message
+
+
+def test_merged_run_after_adapter_run_leaves_no_stale_adapter(tiny_config):
+    run(tiny_config)
+    out = Path(tiny_config["output_dir"])
+    assert (out / "adapter_model.safetensors").is_file()
+    run(tiny_config, "merge_weights=true", "resume=never")
+    assert not (out / "adapter_config.json").exists() and not (out / "adapter_model.safetensors").exists()
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert not getattr(model, "peft_config", None), "a stale adapter would be loaded on top of the merged model"
+
+
+def test_merge_by_reloading_matches_merging_in_place(tiny_config):
+    """The path used for 4-bit and sharded models: reload the base whole, fold the saved adapter in."""
+    from peft import AutoPeftModelForCausalLM
+
+    from grpokit.saving import _merge_by_reloading
+
+    run(tiny_config)
+    out = Path(tiny_config["output_dir"])
+    options = load_config(data=tiny_config).options
+    reloaded = _merge_by_reloading(out, options).state_dict()
+    in_place = AutoPeftModelForCausalLM.from_pretrained(str(out)).merge_and_unload().state_dict()
+    assert reloaded.keys() == in_place.keys()
+    assert all(torch.allclose(reloaded[k], in_place[k]) for k in reloaded)

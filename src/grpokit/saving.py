@@ -25,42 +25,63 @@ def _is_peft_model(model) -> bool:
     return isinstance(model, PeftModel)
 
 
-def _merged_model(trainer, options: GrpokitOptions, staging: Path):
-    """The base model with the adapter folded in. A 4-bit base is reloaded unquantized to merge into."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if not options.load_in_4bit:
-        return model.merge_and_unload()
+# What a saved model may consist of; a new save removes these when it does not write them itself,
+# so an adapter left from an earlier run is never loaded on top of a merged model (or the reverse).
+MODEL_FILE_PATTERNS = ("adapter_config.json", "adapter_model*", "model*.safetensors*", "config.json", "generation_config.json")
+
+
+def _merge_by_reloading(adapter_dir: Path, options: GrpokitOptions):
+    """Reload the base model unquantized and unsharded, and fold the saved adapter into it."""
     from peft import PeftModel
 
     from grpokit.model import load_model
 
-    adapter_dir = staging / "adapter"
-    model.save_pretrained(adapter_dir, safe_serialization=True)
-    unquantized = options.model_copy(update={"load_in_4bit": False})
-    base = load_model(unquantized, gradient_checkpointing=False)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    shutil.rmtree(adapter_dir)
-    return merged
+    base = load_model(options.model_copy(update={"load_in_4bit": False}), gradient_checkpointing=False)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+
+
+def _remove_stale_model_files(output_dir: Path, written: set[str]) -> None:
+    for pattern in MODEL_FILE_PATTERNS:
+        for path in output_dir.glob(pattern):
+            if path.is_file() and path.name not in written:
+                path.unlink()
 
 
 def save_final_model(trainer, options: GrpokitOptions) -> Path:
-    """Save adapter or merged model plus tokenizer into `options.output_dir`; returns that directory."""
+    """Save adapter or merged model plus tokenizer into `options.output_dir`; returns that directory.
+
+    A merge folds the adapter into the base weights. When the trained model is 4-bit or sharded
+    (FSDP, DeepSpeed ZeRO), its weights cannot be merged in place: every rank saves the adapter
+    (gathering the shards), then the main process reloads the base model whole and merges into it.
+    """
     output_dir = Path(options.output_dir)
     staging = output_dir / STAGING_DIR
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)  # left by a save that crashed
+    trainer.accelerator.wait_for_everyone()
     if trainer.is_fsdp_enabled:
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     merge = options.merge_weights and _is_peft_model(unwrapped)
+    merge_by_reloading = merge and (options.load_in_4bit or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled)
+    adapter_dir = staging / "adapter"
     if not merge:
         trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only
+    elif merge_by_reloading:
+        trainer.save_model(str(adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
         return output_dir
     if merge:
-        _merged_model(trainer, options, staging).save_pretrained(staging, safe_serialization=True)
+        merged = _merge_by_reloading(adapter_dir, options) if merge_by_reloading else unwrapped.merge_and_unload()
+        if adapter_dir.exists():
+            shutil.rmtree(adapter_dir)
+        merged.save_pretrained(staging, safe_serialization=True)
         trainer.processing_class.save_pretrained(staging)
     for name in PICKLED_FILES:
         (staging / name).unlink(missing_ok=True)
+    written = {path.name for path in staging.iterdir()}
+    _remove_stale_model_files(output_dir, written)
     for path in staging.iterdir():
         os.replace(path, output_dir / path.name)
     staging.rmdir()
