@@ -151,3 +151,19 @@ def test_saved_config_masks_every_secret(tmp_path, tiny_config):
 def test_mask_secrets_leaves_non_secrets_alone():
     masked = mask_secrets({"include_num_input_tokens_seen": "all", "api_key": "k", "nested": {"hf_token": "t"}})
     assert masked == {"include_num_input_tokens_seen": "all", "api_key": "***", "nested": {"hf_token": "***"}}
+
+
+def test_mask_secrets_covers_auth_headers_and_url_passwords():
+    masked = mask_secrets(
+        {
+            "mlflow_uri": "https://bob:hunter2@mlflow.example:5000/path",
+            "rewards": [{"name": "http", "headers": {"Authorization": "Bearer abc", "Cookie": "s=1", "Accept": "json"}}],
+        }
+    )
+    assert masked["mlflow_uri"] == "https://bob:***@mlflow.example:5000/path"
+    assert masked["rewards"][0]["headers"] == {"Authorization": "***", "Cookie": "***", "Accept": "json"}
+
+
+def test_hub_token_never_reaches_grpo_config(tmp_path, tiny_config):
+    config = load_config(write_config(tmp_path, {**tiny_config, "hub_token": "hf_SECRET"}))
+    assert config.to_grpo_config().hub_token is None  # transformers pickles GRPOConfig into every checkpoint

@@ -312,7 +312,7 @@ def test_torchrun_command_for_one_machine_uses_a_free_port():
     argv = ["train", "c.yaml", "--nproc", "4", "--set", "max_steps=3", "-v"]
     command = torchrun_command(argv, Rendezvous(nproc_per_node=4), python="py")
     assert command == [
-        "py", "-m", "torch.distributed.run", "--nproc-per-node", "4", "--standalone",
+        "py", "-m", "torch.distributed.run", "--nproc-per-node", "4", "--shutdown-timeout", "115", "--standalone",
         "-m", "grpokit", "train", "c.yaml", "--set", "max_steps=3", "-v",
     ]  # fmt: skip
 
@@ -335,7 +335,7 @@ def test_torchrun_command_for_several_machines_passes_the_rendezvous_through():
     )
     command = torchrun_command(argv, rendezvous, python="py")
     assert command == [
-        "py", "-m", "torch.distributed.run", "--nproc-per-node", "8",
+        "py", "-m", "torch.distributed.run", "--nproc-per-node", "8", "--shutdown-timeout", "115",
         "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29400",
         "-m", "grpokit", "train", "c.yaml",
     ]  # fmt: skip

@@ -92,6 +92,9 @@ def test_rerun_resumes_from_last_complete_checkpoint(tiny_config):
     assert result.resumed_from == checkpoints / "checkpoint-2"
     assert result.global_step == 4
     assert [line["step"] for line in metric_lines(out)] == [1, 2, 3, 4]
+    sample_steps = [json.loads(line)["step"] for line in (out / "sample_completions.jsonl").read_text().splitlines()]
+    assert sorted(set(sample_steps)) == [1, 2, 3, 4]
+    assert len({sample_steps.count(step) for step in sample_steps}) == 1, "no step recorded twice"
 
 
 def test_resume_never_starts_over_and_keeps_the_old_checkpoints_apart(tiny_config):
@@ -153,3 +156,12 @@ def test_merge_by_reloading_matches_merging_in_place(tiny_config):
     in_place = AutoPeftModelForCausalLM.from_pretrained(str(out)).merge_and_unload().state_dict()
     assert reloaded.keys() == in_place.keys()
     assert all(torch.allclose(reloaded[k], in_place[k]) for k in reloaded)
+
+
+def test_no_secret_in_any_checkpoint_file(tiny_config, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")  # restored after the test
+    run({**tiny_config, "hub_token": "hf_SECRET_HUB", "token": "hf_SECRET_TOKEN"})
+    files = [path for path in Path(tiny_config["output_dir"]).rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.bin" for path in files)
+    for path in files:
+        assert b"SECRET" not in path.read_bytes(), path

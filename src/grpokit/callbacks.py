@@ -26,6 +26,23 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def truncate_jsonl_after(path: Path, step: int) -> None:
+    """Drop the records of `path` past `step` (and lines cut short by a crash): a resumed or restarted
+    run then never holds a step twice."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class MetricsJsonlCallback(TrainerCallback):
     """Append one JSON object per logged training step to `metrics.jsonl`.
 
@@ -45,23 +62,9 @@ class MetricsJsonlCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._truncate_after(state.global_step)
+        truncate_jsonl_after(self.path, state.global_step)
         self._last_time = time.perf_counter()
         self._last_step = state.global_step
-
-    def _truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
@@ -238,6 +241,10 @@ class SampleCompletionsCallback(TrainerCallback):
                 total = sum(present) if present else None
                 record = {"step": step, "prompt": row["prompt"], "completion": row["completion"], "reward": total}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            truncate_jsonl_after(self.path, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or self.every <= 0 or not logs or "reward" not in logs:

@@ -19,6 +19,7 @@ import difflib
 import functools
 import logging
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,12 @@ from grpokit.rewards import RewardSpec
 logger = logging.getLogger("grpokit.config")
 
 # A key is a secret when its last word is one of these: token, hub_token, wandb_token, api_key, ...
-SECRET_KEY_LAST_WORDS = ("token", "secret", "password", "key", "apikey", "credentials")
+SECRET_KEY_LAST_WORDS = (
+    "token", "secret", "password", "key", "apikey", "credentials", "authorization", "auth", "cookie",
+)  # fmt: skip
+# TRL fields that are secrets: kept out of GRPOConfig, which transformers pickles into every checkpoint.
+SECRET_TRL_FIELDS = ("hub_token",)
+URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]+):[^/@\s]+@")
 MASK = "***"
 
 # TRL defaults that grpokit changes, each for a reason a user of a training tool would expect.
@@ -145,6 +151,7 @@ class RunConfig:
         """Build TRL's `GRPOConfig` (checkpoints go to `checkpoint_dir`, as in the AWS sample)."""
         # The `distributed:` preset's fields (fsdp, fsdp_config, deepspeed, ...) first: keys in the config win.
         trl_args = {**distributed_trl_args(self.options.distributed, self.base_dir, self.source), **self.trl_args}
+        trl_args = {key: value for key, value in trl_args.items() if key not in SECRET_TRL_FIELDS}
         return build_grpo_config(trl_args, output_dir=self.options.resolved_checkpoint_dir, source=self.source)
 
     def summary(self) -> str:
@@ -462,6 +469,8 @@ def mask_secrets(value: Any, key: str = "") -> Any:
         return [mask_secrets(item, key) for item in value]
     if key and is_secret_key(key) and value not in (None, "", False) and not isinstance(value, (int, float)):
         return MASK
+    if isinstance(value, str):
+        return URL_PASSWORD.sub(rf"\1:{MASK}@", value)  # https://user:password@host -> https://user:***@host
     return value
 
 

@@ -25,6 +25,7 @@ from grpokit.errors import ConfigError
 
 DEFAULT_MASTER_PORT = 29500
 # The `train` options that describe the launch; they are not passed on to the processes.
+SHUTDOWN_TIMEOUT_SECONDS = 115
 LAUNCH_OPTIONS = ("--nproc", "--nnodes", "--node-rank", "--master-addr", "--master-port")
 # Any of these means the process was itself started by torchrun / accelerate launch.
 LAUNCHED_MARKERS = ("LOCAL_RANK", "TORCHELASTIC_RUN_ID")
@@ -125,6 +126,9 @@ def torchrun_command(argv: Sequence[str], rendezvous: Rendezvous, python: str = 
     options in it are dropped.
     """
     command = [python, "-m", "torch.distributed.run", "--nproc-per-node", str(rendezvous.nproc_per_node)]
+    # On SIGTERM the ranks checkpoint after their current step; torchrun's default 30 s before SIGKILL
+    # is shorter than a GRPO step plus a save. SageMaker's own grace period is 120 s.
+    command += ["--shutdown-timeout", str(SHUTDOWN_TIMEOUT_SECONDS)]
     if rendezvous.nnodes == 1 and rendezvous.master_addr is None and rendezvous.master_port is None:
         command.append("--standalone")
     else:

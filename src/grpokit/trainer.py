@@ -8,6 +8,7 @@ exists, train, save the model and the resolved config.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,8 @@ def build_trainer(
 def train(config: RunConfig, *, console=None, extra_callbacks: list | None = None) -> TrainResult:
     """Run GRPO as configured and save the result. Raises `GrpokitError` subclasses on bad input."""
     options = config.options
+    if config.trl_args.get("hub_token"):  # kept out of GRPOConfig (pickled into checkpoints); the Hub reads HF_TOKEN
+        os.environ.setdefault("HF_TOKEN", config.trl_args["hub_token"])
     reward_set = build_reward_set(config)
     data = load_run_data(config, reward_set)
     logger.info("%s", data.description)
