@@ -167,3 +167,16 @@ def test_mask_secrets_covers_auth_headers_and_url_passwords():
 def test_hub_token_never_reaches_grpo_config(tmp_path, tiny_config):
     config = load_config(write_config(tmp_path, {**tiny_config, "hub_token": "hf_SECRET"}))
     assert config.to_grpo_config().hub_token is None  # transformers pickles GRPOConfig into every checkpoint
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expected"),
+    [
+        ("run_name=2024-01-01", "run_name", "2024-01-01"),  # YAML would make it a date
+        ("run_name=a=b", "run_name", "a=b"),
+        ("max_steps=7", "max_steps", 7),
+        ("report_to=[tensorboard]", "report_to", ["tensorboard"]),
+    ],
+)
+def test_set_values(tmp_path, tiny_config, override, key, expected):
+    assert load_config(write_config(tmp_path, tiny_config), [override]).trl_args[key] == expected

@@ -15,6 +15,7 @@ Precedence: defaults < YAML file < `--set KEY=VALUE` overrides.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import functools
 import logging
@@ -257,6 +258,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, datetime.date):  # no config value is a date: --set run_name=2024-01-01 means the text
+        value = raw.strip()
     return key.strip().split("."), value
 
 
