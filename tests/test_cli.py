@@ -55,6 +55,16 @@ def test_validate_accepts_a_good_config(tmp_path, tiny_config):
     assert "rouge_l" in result.stdout and "length" in result.stdout
 
 
+def test_validate_runs_rewards_counted_in_tokens(tmp_path, tiny_config):
+    tiny_config["rewards"] = [
+        {"name": "length", "unit": "tokens", "target_length": 3},
+        {"name": "overlong_penalty", "max_completion_length": 10, "cache_length": 4},
+    ]
+    result = grpokit("validate", str(write(tmp_path, tiny_config)))
+    assert result.returncode == 0, result.stderr
+    assert "overlong_penalty" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -64,6 +74,7 @@ def test_validate_accepts_a_good_config(tmp_path, tiny_config):
         ({"rewards": [{"name": "rouge_l", "reference_column": "solution"}]}, "solution"),
         ({"rewards": [{"name": "no_such_reward"}]}, "no_such_reward"),
         ({"model_id": "./no/such/model"}, "model directory not found"),
+        ({"lora_target_modules": ["q_proj", "v_projj"]}, "v_projj"),
     ],
 )
 def test_validate_rejects_broken_configs_with_exit_2(tmp_path, tiny_config, change, expected):

@@ -98,3 +98,10 @@ def _until_eos(ids: list[int], eos_id: int | None, pad_id: int | None) -> list[i
 
 def _as_completion(prompt: Any, text: str) -> Any:
     return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
+
+
+def completion_token_ids(tokenizer, completions: list) -> list[list[int]]:
+    """Token ids of completions written as text, as TRL passes `completion_ids` to rewards (no special tokens)."""
+    from grpokit.rewards import text_of
+
+    return [tokenizer(text_of(completion), add_special_tokens=False)["input_ids"] for completion in completions]

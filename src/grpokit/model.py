@@ -91,6 +91,7 @@ def resolve_model(options: GrpokitOptions) -> ResolvedModel:
     except (OSError, ValueError) as error:
         raise _load_error(options, "config", error) from None
     tokenizer = load_tokenizer(options)
+    check_lora_targets(options, _skeleton(model_config, options))
     hidden = getattr(model_config, "hidden_size", "?")
     layers = getattr(model_config, "num_hidden_layers", "?")
     return ResolvedModel(
@@ -99,6 +100,15 @@ def resolve_model(options: GrpokitOptions) -> ResolvedModel:
         num_parameters_hint=f"{layers} layers, hidden size {hidden}",
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
     )
+
+
+def _skeleton(model_config, options: GrpokitOptions):
+    """The model's modules without weights (on the meta device): names and shapes, no memory."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model_config, trust_remote_code=options.trust_remote_code)
 
 
 def torch_dtype(options: GrpokitOptions, *, has_cuda: bool):
@@ -160,6 +170,30 @@ def load_model(options: GrpokitOptions, *, gradient_checkpointing: bool, fsdp: b
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     return model
+
+
+def check_lora_targets(options: GrpokitOptions, model) -> None:
+    """Every `lora_target_modules` entry must name modules of the model.
+
+    PEFT fails deep inside the trainer when none matches, and says nothing when only some do (a typo
+    then trains fewer adapters than asked).
+
+    Raises:
+        ConfigError: naming the entries that match nothing and the model's linear layer names.
+    """
+    import torch
+
+    if not options.use_lora or options.lora_target_modules == "all-linear":
+        return
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in options.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(
+            f"lora_target_modules names modules this model does not have: {', '.join(missing)}",
+            where="lora_target_modules",
+            fix=f"use 'all-linear', or names among: {', '.join(linear)}",
+        )
 
 
 def lora_config(options: GrpokitOptions):

@@ -20,7 +20,8 @@ from typing import Any
 from grpokit.config import RunConfig
 from grpokit.errors import ConfigError, DataError
 from grpokit.evaluate import EvalOptions, generation_settings, load_model_for_eval, load_split_rows
-from grpokit.generation import generate_completions
+from grpokit.generation import completion_token_ids, generate_completions
+from grpokit.model import load_tokenizer
 from grpokit.rewards import run_rewards_on_rows, text_of
 from grpokit.rewards.common import ROW_COLUMN, shorten
 
@@ -65,7 +66,10 @@ def debug_rewards(
         by_row_key = any(entry["row"] is not None for entry in entries)
         sample = load_split_rows(config, reward_set, split, None if by_row_key else max(len(entries), rows or 0))
         pairs, source = _file_pairs(sample, entries, rows), str(completions_file)
-    scored = run_rewards_on_rows(reward_set, [row for row, _ in pairs], [completion for _, completion in pairs])
+    completions = [completion for _, completion in pairs]
+    # Rewards counted in tokens (length, overlong_penalty, ...) read completion_ids, as in training.
+    completion_ids = completion_token_ids(load_tokenizer(config.options), completions)
+    scored = run_rewards_on_rows(reward_set, [row for row, _ in pairs], completions, completion_ids=completion_ids)
     return RewardDebugReport(
         reward_names=list(reward_set.names),
         reward_weights=list(reward_set.weights),

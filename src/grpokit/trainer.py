@@ -25,7 +25,7 @@ from grpokit.checkpoints import checkpoint_global_step, resume_checkpoint, set_a
 from grpokit.config import RunConfig, save_resolved_config
 from grpokit.data import LoadedData, load_datasets
 from grpokit.errors import ConfigError
-from grpokit.model import load_model, load_tokenizer, lora_config
+from grpokit.model import check_lora_targets, load_model, load_tokenizer, lora_config
 from grpokit.rewards import RewardSet, RewardSpec, build_rewards, default_reward_specs
 from grpokit.rewards.spread import RewardSpreadCallback
 from grpokit.saving import save_final_model
@@ -95,6 +95,7 @@ def build_trainer(
     args = grpo_args_for(config, reward_set)
     tokenizer = load_tokenizer(options)
     model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
+    check_lora_targets(options, model)
     output_dir = Path(options.output_dir)
     trainer = GRPOTrainer(
         model=model,

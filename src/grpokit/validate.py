@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grpokit.config import RunConfig
-from grpokit.model import ResolvedModel, resolve_model
+from grpokit.generation import completion_token_ids
+from grpokit.model import ResolvedModel, load_tokenizer, resolve_model
 from grpokit.rewards import run_rewards_on_rows
 from grpokit.trainer import build_reward_set, load_run_data
 
@@ -34,9 +35,11 @@ def validate(config: RunConfig, *, rows: int = 2) -> ValidationReport:
     model = resolve_model(config.options)
     sample = [data.train[i] for i in range(min(rows, len(data.train)))]
     scored = []
+    tokenizer = load_tokenizer(config.options)
     for completion in DUMMY_COMPLETIONS:
         completions = [_as_completion(row["prompt"], completion) for row in sample]
-        for row, result in zip(sample, run_rewards_on_rows(reward_set, sample, completions)):
+        completion_ids = completion_token_ids(tokenizer, completions)  # for rewards counted in tokens
+        for row, result in zip(sample, run_rewards_on_rows(reward_set, sample, completions, completion_ids=completion_ids)):
             scored.append({"row": row.get("grpokit_row"), "completion": completion, **result})
     return ValidationReport(
         data_description=data.description,
