@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,26 +158,27 @@ class RichProgressCallback(TrainerCallback):
 
 
 class GracefulStopCallback(TrainerCallback):
-    """On SIGTERM (spot interruption, SageMaker stop, `kill`): checkpoint after the current step and stop.
+    """On SIGTERM (spot interruption, SageMaker stop, `kill`) or Ctrl-C: checkpoint after the current step and stop.
+
+    A second Ctrl-C stops at once.
 
     The flag is shared across processes with an all-reduce, so a signal that reaches one rank stops
     every rank at the same step and the checkpoint is written collectively.
     """
 
     def __init__(self, signals: tuple[int, ...] | None = None) -> None:
-        import signal
-
-        self.signals = signals if signals is not None else (signal.SIGTERM,)
+        self.signals = signals if signals is not None else (signal.SIGTERM, signal.SIGINT)
         self.received: int | None = None
         # Set, identically on every rank, when the signal ended training before max_steps.
         self.stopped_early_by: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without waiting for the checkpoint
         self.received = signum
 
     def on_train_begin(self, args, state, control, **kwargs):
-        import signal
         import threading
 
         if threading.current_thread() is not threading.main_thread():
@@ -205,8 +207,6 @@ class GracefulStopCallback(TrainerCallback):
                 self.stopped_early_by = self.received
 
     def on_train_end(self, args, state, control, **kwargs):
-        import signal
-
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()

@@ -27,7 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, grep-able in logs
-EXIT_STOPPED_BY_SIGNAL = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 stdout = Console(soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
@@ -113,7 +112,7 @@ def _train_here(config: Path, overrides: list[str]) -> None:
             f"[yellow]stopped by signal {result.stopped_by_signal} at step {result.global_step}[/]; "
             "the checkpoint is saved: run the same command again to resume"
         )
-        raise typer.Exit(EXIT_STOPPED_BY_SIGNAL)
+        raise typer.Exit(128 + result.stopped_by_signal)  # as a shell reports a process ended by that signal
     stdout.print(
         f"trained {result.global_step} steps in {result.train_seconds:.0f} s; model saved to [bold]{result.output_dir}[/]"
     )

@@ -147,9 +147,11 @@ def run_forwarding_signals(command: Sequence[str]) -> int:
     The child gets its own session, so a Ctrl-C in the terminal reaches it once (through us), not twice.
     """
     child = subprocess.Popen(list(command), start_new_session=True)
+    forwarded: list[int] = []
 
     def forward(signum, frame) -> None:
         if child.poll() is None:
+            forwarded.append(signum)
             child.send_signal(signum)
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
@@ -161,4 +163,8 @@ def run_forwarding_signals(command: Sequence[str]) -> int:
         if child.poll() is None:  # we are leaving on an exception: leave no orphan behind
             child.kill()
             child.wait()
+    if forwarded and return_code != 0:
+        # torchrun reports a stop it was asked for as a failure (exit 1); the ranks checkpointed and
+        # stopped, which is what 128 + the signal means, as for a single process.
+        return 128 + forwarded[0]
     return 128 - return_code if return_code < 0 else return_code
