@@ -106,3 +106,27 @@ def test_nproc_checks_the_config_for_the_job_before_starting_ranks(tmp_path, tin
     assert result.returncode == 2, result.stderr
     assert "processes (2) = 6" in result.stderr and result.stderr.count("error:") == 1
     assert not Path(tiny_config["output_dir"]).exists()
+
+
+def test_ctrl_c_checkpoints_then_exits_130(tmp_path, tiny_config):
+    import json
+    import signal
+    import time
+
+    from grpokit.checkpoints import last_complete_checkpoint
+
+    config = write(tmp_path, {**tiny_config, "max_steps": 100_000, "save_steps": 100_000})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grpokit", "train", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    metrics = Path(tiny_config["output_dir"]) / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, "training did not reach step 2"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    checkpoint = last_complete_checkpoint(Path(tiny_config["output_dir"]) / "checkpoints")
+    assert checkpoint is not None
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] >= 2
