@@ -75,6 +75,8 @@ def test_validate_runs_rewards_counted_in_tokens(tmp_path, tiny_config):
         ({"rewards": [{"name": "no_such_reward"}]}, "no_such_reward"),
         ({"model_id": "./no/such/model"}, "model directory not found"),
         ({"lora_target_modules": ["q_proj", "v_projj"]}, "v_projj"),
+        ({"rewards": [{"name": "regex"}]}, 'reward "regex" needs the parameter pattern'),
+        ({"resume": "nevr"}, "did you mean 'never'?"),
     ],
 )
 def test_validate_rejects_broken_configs_with_exit_2(tmp_path, tiny_config, change, expected):

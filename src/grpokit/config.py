@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PydanticSchemaGenerationError, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from grpokit.data import DatasetOptions
 from grpokit.distributed import apply_distributed, distributed_trl_args
@@ -132,6 +140,14 @@ class GrpokitOptions(BaseModel):
     log_completions_every: int = Field(
         10, ge=0, description="Every N steps, log a table of recent prompts, completions and rewards to each tracker. 0: off."
     )
+
+    @field_validator("resume")
+    @classmethod
+    def _resume_is_a_mode_or_a_path(cls, value: str) -> str:
+        looks_like_mode = difflib.get_close_matches(value, ["auto", "never"], n=1, cutoff=0.6)
+        if value not in ("auto", "never") and looks_like_mode and not Path(value).exists():
+            raise ValueError(f"did you mean '{looks_like_mode[0]}'? resume is 'auto', 'never' or a checkpoint path")
+        return value
 
     @property
     def resolved_checkpoint_dir(self) -> str:
@@ -283,7 +299,7 @@ def closest_key(key: str, candidates: set[str]) -> str | None:
 
 def _unknown_key_error(key: str, candidates: set[str], source: str, prefix: str = "") -> ConfigError:
     suggestion = closest_key(key, candidates)
-    fix = f"did you mean '{prefix}{suggestion}'?" if suggestion else "remove it, or see `grpokit validate --help` and docs/config.md"
+    fix = f"did you mean '{prefix}{suggestion}'?" if suggestion else "remove it; `grpokit keys --trl` lists every valid key"
     return ConfigError(f"unknown config key '{prefix}{key}'", where=source, fix=fix)
 
 

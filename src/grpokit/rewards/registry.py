@@ -83,6 +83,18 @@ def _build_builtin(name: str, params: dict[str, Any]) -> RewardFunc:
                 where=f"valid parameters of {name}: {', '.join(valid)}",
                 fix=f'did you mean "{close[0]}"?' if close else f'remove "{key}"',
             )
+    required = [
+        key
+        for key, parameter in inspect.signature(factory).parameters.items()
+        if parameter.default is inspect.Parameter.empty and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    missing = [key for key in required if key not in params]
+    if missing:
+        raise RewardConfigError(
+            f'reward "{name}" needs the parameter{"s" if len(missing) > 1 else ""} {", ".join(missing)}',
+            where=f"valid parameters of {name}: {', '.join(valid)}",
+            fix=f"add {', '.join(f'{key}: ...' for key in missing)} to this reward (see docs/rewards.md)",
+        )
     try:
         return factory(**params)
     except ValidationError as error:
