@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from grpokit.data import DatasetOptions
-from grpokit.distributed import apply_distributed, distributed_trl_args
+from grpokit.distributed import apply_distributed, distributed_trl_args, log_on_main_process
 from grpokit.errors import ConfigError
 from grpokit.rewards import RewardSpec
 
@@ -416,9 +416,9 @@ def apply_cpu_fallbacks(
     if options.dtype in ("bfloat16", "float16"):
         warnings.append(f"dtype: {options.dtype} on a CPU is slow or unsupported for training; using float32 instead")
         options.dtype = "float32"
-    for line in warnings:
-        logger.warning(line)
+    log_on_main_process(logger, warnings)
     return warnings
+
 
 
 # ----------------------------------------------------------------------------- batch arithmetic

@@ -22,6 +22,7 @@ import difflib
 import importlib.util
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -222,9 +223,15 @@ def apply_distributed(config: RunConfig, *, has_cuda: bool, world_size: int) -> 
         )
     if not has_cuda and world_size > 1:
         config.trl_args.setdefault("use_cpu", True)
-    for line in warnings:
-        logger.warning(line)
+    log_on_main_process(logger, warnings)
     return warnings
+
+
+def log_on_main_process(log: logging.Logger, warnings: list[str]) -> None:
+    """Log each warning once per job, not once per rank (torchrun sets RANK in every process)."""
+    if os.environ.get("RANK", "0") == "0":
+        for line in warnings:
+            log.warning(line)
 
 
 def distributed_trl_args(value: str | None, base_dir: Path, source: str = "<config>") -> dict[str, Any]:

@@ -236,7 +236,9 @@ class MlflowTracker:
         from mlflow.data.huggingface_dataset import from_huggingface
         from mlflow.entities import DatasetInput, InputTag
 
-        mlflow_dataset = from_huggingface(dataset, name=name, source=_dataset_source(source))
+        with warnings.catch_warnings():  # MLflow's schema inference lectures about integer columns on every run
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+            mlflow_dataset = from_huggingface(dataset, name=name, source=_dataset_source(source))
         entity = DatasetInput(
             dataset=mlflow_dataset._to_mlflow_entity(),
             tags=[InputTag(key="mlflow.data.context", value="train")],
