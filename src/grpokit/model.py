@@ -27,6 +27,7 @@ class ResolvedModel:
     model_type: str
     num_parameters_hint: str
     has_chat_template: bool
+    tokenizer: Any  # loaded while resolving; callers that need it reuse it
 
 
 def hf_token(options: GrpokitOptions) -> str | None:
@@ -99,6 +100,7 @@ def resolve_model(options: GrpokitOptions) -> ResolvedModel:
         model_type=model_config.model_type,
         num_parameters_hint=f"{layers} layers, hidden size {hidden}",
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        tokenizer=tokenizer,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from grpokit.config import RunConfig
 from grpokit.generation import completion_token_ids
-from grpokit.model import ResolvedModel, load_tokenizer, resolve_model
+from grpokit.model import ResolvedModel, resolve_model
 from grpokit.rewards import run_rewards_on_rows
 from grpokit.trainer import build_reward_set, load_run_data
 
@@ -35,10 +35,9 @@ def validate(config: RunConfig, *, rows: int = 2) -> ValidationReport:
     model = resolve_model(config.options)
     sample = [data.train[i] for i in range(min(rows, len(data.train)))]
     scored = []
-    tokenizer = load_tokenizer(config.options)
     for completion in DUMMY_COMPLETIONS:
         completions = [_as_completion(row["prompt"], completion) for row in sample]
-        completion_ids = completion_token_ids(tokenizer, completions)  # for rewards counted in tokens
+        completion_ids = completion_token_ids(model.tokenizer, completions)  # for rewards counted in tokens
         for row, result in zip(sample, run_rewards_on_rows(reward_set, sample, completions, completion_ids=completion_ids)):
             scored.append({"row": row.get("grpokit_row"), "completion": completion, **result})
     return ValidationReport(
