@@ -75,7 +75,7 @@ def byte_tokenizer():
     to nothing, which only shortens the completion text the reward sees, not the tokens generated."""
     from transformers import AutoTokenizer
 
-    from grpokit.builtin_models import resolve_model_path
+    from grpokit.model.builtin import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path("builtin:tiny"))
 
@@ -88,7 +88,7 @@ def run_variant(model_dir: str, name: str, args: argparse.Namespace) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from grpokit.config import GrpokitOptions
-    from grpokit.model import load_model, lora_config
+    from grpokit.model.loading import load_model, lora_config
 
     load_in_4bit, use_lora, gradient_checkpointing = {**VARIANTS, **FULL_VARIANTS}[name]
     options = GrpokitOptions(

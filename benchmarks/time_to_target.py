@@ -39,16 +39,15 @@ import transformers
 import trl
 from transformers import TrainerCallback
 
-from grpokit.builtin_models import resolve_model_path
-from grpokit.demo import (
+from grpokit.commands.demo import (
     DEMO_SETTINGS,
     DemoOptions,
     HeldoutAccuracyCallback,
     load_demo_config,
     write_training_problems,
 )
+from grpokit.model.builtin import addition, resolve_model_path
 from grpokit.rewards import build_reward
-from grpokit.tasks import addition
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SEED = 0

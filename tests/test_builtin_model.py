@@ -9,9 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported;
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from grpokit.builtin_models import BUILTIN_PREFIX, list_builtin_models, resolve_model_path
 from grpokit.errors import ConfigError
-from grpokit.tasks import addition
+from grpokit.model.builtin import BUILTIN_PREFIX, addition, list_builtin_models, resolve_model_path
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def test_ctrl_c_checkpoints_then_exits_130(tmp_path, tiny_config):
     import signal
     import time
 
-    from grpokit.checkpoints import last_complete_checkpoint
+    from grpokit.outputs.checkpoints import last_complete_checkpoint
 
     config = write(tmp_path, {**tiny_config, "max_steps": 100_000, "save_steps": 100_000})
     process = subprocess.Popen(

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpokit.config import check_batch_arithmetic, load_config, mask_secrets, save_resolved_config
+from grpokit.config import check_batch_arithmetic, load_config, save_resolved_config
 from grpokit.errors import ConfigError
+from grpokit.secrets import mask_secrets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -180,3 +181,14 @@ def test_hub_token_never_reaches_grpo_config(tmp_path, tiny_config):
 )
 def test_set_values(tmp_path, tiny_config, override, key, expected):
     assert load_config(write_config(tmp_path, tiny_config), [override]).trl_args[key] == expected
+
+
+def test_sagemaker_section_is_checked_when_the_config_loads(tmp_path, tiny_config):
+    path = write_config(tmp_path, {**tiny_config, "sagemaker": {"instance_typ": "ml.g5.xlarge"}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.message
+    assert "unknown config key 'sagemaker.instance_typ'" in message and str(path) in message
+    assert "did you mean 'sagemaker.instance_type'?" in message
+    good = load_config(write_config(tmp_path, {**tiny_config, "sagemaker": {"instance_type": "ml.g6e.2xlarge", "spot": True}}))
+    assert good.options.sagemaker.instance_type == "ml.g6e.2xlarge" and good.options.sagemaker.spot is True

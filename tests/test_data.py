@@ -12,15 +12,10 @@ import pyarrow as pa
 import pydantic
 import pytest
 
-from grpokit.data import (
-    ROW_COLUMN,
-    DatasetOptions,
-    LoadedData,
-    load_datasets,
-    load_table,
-    prepare_dataset,
-    template_columns,
-)
+from grpokit.data.loading import LoadedData, load_datasets
+from grpokit.data.options import ROW_COLUMN, DatasetOptions, template_columns
+from grpokit.data.prompts import prepare_dataset
+from grpokit.data.readers import load_table
 from grpokit.errors import DataError
 
 # Text rows with the unicode a real dataset carries: accents, CJK, emoji, and U+2028, which JSON

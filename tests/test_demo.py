@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from grpokit.commands.demo import DEMO_SETTINGS, DemoOptions, run_demo
 from grpokit.config import load_config, read_yaml_file
-from grpokit.demo import DEMO_SETTINGS, DemoOptions, run_demo
-from grpokit.tasks import addition
+from grpokit.model.builtin import addition
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_YAML = REPO / "examples" / "demo.yaml"

@@ -20,11 +20,10 @@ import pytest
 import torch
 import yaml
 
-from grpokit import distributed
-from grpokit.config import GrpokitOptions, RunConfig, load_config
-from grpokit.distributed import PRESET_FILES, apply_distributed, preset_path, resolve_distributed
+from grpokit.config import GrpokitOptions, RunConfig, distributed, load_config
+from grpokit.config.distributed import PRESET_FILES, apply_distributed, preset_path, resolve_distributed
 from grpokit.errors import ConfigError
-from grpokit.launch_local import (
+from grpokit.launch.torchrun import (
     Rendezvous,
     resolve_rendezvous,
     sagemaker_rendezvous,
@@ -139,7 +138,7 @@ def test_fsdp2_full_fine_tuning_saves_a_full_state_dict(ddp_config: Path):
 
     from safetensors.torch import load_file
 
-    from grpokit.builtin_models import resolve_model_path
+    from grpokit.model.builtin import resolve_model_path
 
     base = load_file(str(Path(resolve_model_path("builtin:tiny")) / "model.safetensors"))
     saved = load_file(str(Path(config["output_dir"]) / "model.safetensors"))
@@ -389,7 +388,7 @@ def test_launcher_forwards_sigterm_and_reports_the_stop(tmp_path, child_exit, ex
         time.sleep(60)
     """)
     parent = (
-        "import sys; from grpokit.launch_local import run_forwarding_signals; "
+        "import sys; from grpokit.launch.torchrun import run_forwarding_signals; "
         f"sys.exit(run_forwarding_signals([sys.executable, '-c', {child!r}]))"
     )
     process = subprocess.Popen([sys.executable, "-c", parent])

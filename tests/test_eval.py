@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from conftest import write_jsonl
 from grpokit.cli import app
-from grpokit.evaluate import answer_matches, score_completions
+from grpokit.commands.evaluate import answer_matches, score_completions
+from grpokit.model.builtin import addition
 from grpokit.rewards import RewardSpec, build_rewards
-from grpokit.tasks import addition
 
 ROWS = [
     {"prompt": "10+50=", "answer": "60", "grpokit_row": 0},
@@ -133,7 +133,7 @@ def test_eval_without_a_test_split_says_how_to_fix_it(eval_config: Path):
 def _tiny():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from grpokit.builtin_models import resolve_model_path
+    from grpokit.model.builtin import resolve_model_path
 
     path = resolve_model_path("builtin:tiny")
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from grpokit.errors import ConfigError
-from grpokit.report import (
+from grpokit.outputs.report import (
     completion_rows,
     load_run,
     moving_average,

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from conftest import write_jsonl
 from grpokit.cli import app
+from grpokit.commands.rewards import debug_rewards, read_completions_file
 from grpokit.config import load_config
 from grpokit.errors import ConfigError, DataError
-from grpokit.reward_debug import debug_rewards, read_completions_file
 from grpokit.rewards.spread import RewardSpreadCallback
 
 

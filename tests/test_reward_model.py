@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from grpokit.builtin_models import resolve_model_path
 from grpokit.config import load_config
 from grpokit.errors import RewardConfigError
+from grpokit.model.builtin import resolve_model_path
+from grpokit.pipeline import build_reward_set
 from grpokit.rewards import build_reward
-from grpokit.trainer import build_reward_set
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import TINY_TRAINING
-from grpokit.sagemaker_env import (
+from grpokit.launch.container import (
     CHECKPOINT_ROOT_ENV,
     DEFAULT_CHECKPOINT_ROOT,
     in_sagemaker,
@@ -133,7 +133,9 @@ class FakeContainer:
     """A fake /opt/ml tree holding what `grpokit launch sagemaker` would ship, and its environment."""
 
     def __init__(self, root: Path, training_config: dict, rows: list[dict]) -> None:
-        from grpokit.launch import sagemaker as launcher
+        from grpokit.launch.sagemaker import plan as plan_module
+        from grpokit.launch.sagemaker import settings as settings_module
+        from grpokit.launch.sagemaker import staging as staging_module
 
         self.root = root
         self.env = fake_env(root)
@@ -141,10 +143,10 @@ class FakeContainer:
         laptop.mkdir(parents=True)
         (laptop / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         config = {**training_config, "train_dataset_path": str(laptop / "train.jsonl")}
-        plan = launcher.plan_job(
-            config, launcher.SageMakerSettings(region="us-east-1"), config_dir=laptop, cwd=laptop
+        plan = plan_module.plan_job(
+            config, settings_module.SageMakerSettings(region="us-east-1"), config_dir=laptop, cwd=laptop
         )
-        staged = launcher.stage_job_files(plan, root / "staging")
+        staged = staging_module.stage_job_files(plan, root / "staging")
         # What SageMaker does with the channels: copy each one under /opt/ml/input/data/<name>.
         data = root / "opt" / "ml" / "input" / "data"
         for name, source in {"config": staged.config_dir, "code": staged.code_dir}.items():
@@ -200,7 +202,7 @@ def metric_steps(model_dir: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_job_saves_model_and_checkpoints_in_the_container_layout_and_resumes(tmp_path):
-    from grpokit.checkpoints import is_complete_checkpoint
+    from grpokit.outputs.checkpoints import is_complete_checkpoint
 
     container = FakeContainer(tmp_path, container_config(), ROWS)
     first = container.run()
@@ -224,7 +226,7 @@ def test_job_saves_model_and_checkpoints_in_the_container_layout_and_resumes(tmp
 def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path):
     from safetensors.torch import load_file
 
-    from grpokit.checkpoints import last_complete_checkpoint
+    from grpokit.outputs.checkpoints import last_complete_checkpoint
 
     container = FakeContainer(tmp_path, container_config(max_steps=500, save_steps=10_000), ROWS)
     process = subprocess.Popen(

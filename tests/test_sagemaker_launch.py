@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 
 from grpokit.cli import app
 from grpokit.errors import ConfigError, DataError, RewardConfigError
-from grpokit.launch import sagemaker as launcher
+from grpokit.launch.sagemaker import plan as plan_module
+from grpokit.launch.sagemaker import settings as settings_module
+from grpokit.launch.sagemaker import staging as staging_module
 
 REPO = Path(__file__).resolve().parents[1]
 ROLE = "arn:aws:iam::123456789012:role/GrpokitTestRole"
@@ -71,7 +73,7 @@ def write_config(directory: Path, **extra) -> Path:
 def test_settings_precedence_defaults_then_section_then_flags():
     section = {"instance_type": "ml.g6e.2xlarge", "spot": True, "tags": {"team": "a", "project": "x"}}
     flags = {"instance_type": "ml.p5.48xlarge", "instance_count": None, "tags": {"team": "b"}}
-    settings = launcher.resolve_settings(section, flags, source="c.yaml", env={"AWS_REGION": "eu-west-1"})
+    settings = settings_module.resolve_settings(section, flags, source="c.yaml", env={"AWS_REGION": "eu-west-1"})
     assert settings.instance_type == "ml.p5.48xlarge"  # flag wins over the section
     assert settings.instance_count == 1  # default (flag not given)
     assert settings.spot is True  # from the section
@@ -83,7 +85,7 @@ def test_settings_precedence_defaults_then_section_then_flags():
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"instance_typ": "ml.g5.xlarge"}, "unknown key 'sagemaker.instance_typ'"),
+        ({"instance_typ": "ml.g5.xlarge"}, "unknown config key 'sagemaker.instance_typ'"),
         (
             {"spot": True, "max_runtime_seconds": 100, "max_wait_seconds": 50},
             "must be at least max_runtime_seconds",
@@ -95,20 +97,20 @@ def test_settings_precedence_defaults_then_section_then_flags():
 )
 def test_bad_settings_name_the_key(section, message):
     with pytest.raises(ConfigError) as raised:
-        launcher.resolve_settings(section, {}, source="c.yaml", env={})
+        settings_module.resolve_settings(section, {}, source="c.yaml", env={})
     assert message in raised.value.message
     assert "c.yaml" in raised.value.message
 
 
 def test_env_and_tag_flags():
-    assert launcher.parse_key_values(["a=1", "b=x=y"], option="--tag") == {"a": "1", "b": "x=y"}
-    assert launcher.parse_key_values(["HF_TOKEN"], option="--env", local_env={"HF_TOKEN": "t"}) == {
+    assert settings_module.parse_key_values(["a=1", "b=x=y"], option="--tag") == {"a": "1", "b": "x=y"}
+    assert settings_module.parse_key_values(["HF_TOKEN"], option="--env", local_env={"HF_TOKEN": "t"}) == {
         "HF_TOKEN": "t"
     }
     with pytest.raises(ConfigError, match="not set in this shell"):
-        launcher.parse_key_values(["MISSING"], option="--env", local_env={})
+        settings_module.parse_key_values(["MISSING"], option="--env", local_env={})
     with pytest.raises(ConfigError, match="KEY=VALUE"):
-        launcher.parse_key_values(["novalue"], option="--tag")
+        settings_module.parse_key_values(["novalue"], option="--tag")
 
 
 @pytest.mark.parametrize(
@@ -142,7 +144,7 @@ def test_env_and_tag_flags():
     ],
 )
 def test_default_image_uri(region, instance_type, expected):
-    assert launcher.default_image_uri(region, instance_type) == expected
+    assert settings_module.default_image_uri(region, instance_type) == expected
 
 
 @needs_sdk
@@ -152,11 +154,11 @@ def test_image_registry_accounts_match_the_sdk_table():
 
     table_path = Path(sagemaker.core.__file__).parent / "image_uri_config" / "pytorch.json"
     versions = json.loads(table_path.read_text())["training"]["versions"]
-    entry = versions[launcher.PYTORCH_DLC_VERSION]
-    assert launcher.PYTORCH_DLC_PYTHON in entry["py_versions"]
+    entry = versions[settings_module.PYTORCH_DLC_VERSION]
+    assert settings_module.PYTORCH_DLC_PYTHON in entry["py_versions"]
     for region, account in entry["registries"].items():
         assert (
-            launcher.DLC_REGION_ACCOUNTS.get(region, launcher.DLC_DEFAULT_ACCOUNT) == account
+            settings_module.DLC_REGION_ACCOUNTS.get(region, settings_module.DLC_DEFAULT_ACCOUNT) == account
             or "iso" in region
             or region.startswith("eusc")
         )
@@ -164,19 +166,19 @@ def test_image_registry_accounts_match_the_sdk_table():
 
 def test_neuron_instances_need_their_own_image():
     with pytest.raises(ConfigError, match="Trainium"):
-        launcher.default_image_uri("us-east-1", "ml.trn1.32xlarge")
+        settings_module.default_image_uri("us-east-1", "ml.trn1.32xlarge")
 
 
 # ----------------------------------------------------------------------------- pure: the plan
 
 
-def plan_for(tmp_path: Path, section: dict | None = None, **extra) -> launcher.JobPlan:
+def plan_for(tmp_path: Path, section: dict | None = None, **extra) -> plan_module.JobPlan:
     config_path = write_config(tmp_path / "project", **extra)
-    launch_config = launcher.read_launch_config(config_path)
-    settings = launcher.resolve_settings(
+    launch_config = plan_module.read_launch_config(config_path)
+    settings = settings_module.resolve_settings(
         {"region": "us-east-1", **(section or {})}, {}, source=str(config_path), env={}
     )
-    return launcher.plan_job(
+    return plan_module.plan_job(
         launch_config.training_config, settings, config_dir=config_path.parent, cwd=tmp_path
     )
 
@@ -211,9 +213,9 @@ def test_missing_local_data_is_a_data_error(tmp_path):
 
 def test_unknown_secret_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="would be uploaded to S3"):
-        launcher.plan_job(
+        plan_module.plan_job(
             {"model_id": "m", "train_dataset_path": "s3://b/t", "my_api_key": "sk-1"},
-            launcher.SageMakerSettings(region="us-east-1"),
+            settings_module.SageMakerSettings(region="us-east-1"),
             config_dir=tmp_path,
             cwd=tmp_path,
         )
@@ -247,12 +249,12 @@ def test_requirements_pin_this_machines_versions_and_leave_torch_to_the_image(tm
 
 def test_staged_files_hold_the_config_and_grpokit(tmp_path):
     plan = plan_for(tmp_path)
-    staged = launcher.stage_job_files(plan, tmp_path / "staging")
+    staged = staging_module.stage_job_files(plan, tmp_path / "staging")
     shipped_config = yaml.safe_load((staged.config_dir / "grpokit.yaml").read_text())
     assert shipped_config == plan.container_config
     assert not any(secret in (staged.config_dir / "grpokit.yaml").read_text() for secret in SECRETS)
-    assert (staged.code_dir / "grpokit" / "cli.py").is_file()
-    assert (staged.code_dir / "grpokit" / "sagemaker_env.py").is_file()
+    assert (staged.code_dir / "grpokit" / "cli" / "__init__.py").is_file()
+    assert (staged.code_dir / "grpokit" / "launch" / "container.py").is_file()
     assert not list(staged.code_dir.rglob("__pycache__"))
     assert (staged.code_dir / "requirements.txt").read_text().splitlines() == plan.requirements
     assert (staged.code_dir / "grpokit_entry.py").is_file()
@@ -260,7 +262,7 @@ def test_staged_files_hold_the_config_and_grpokit(tmp_path):
 
 def test_entry_script_runs_grpokit_train_on_the_config_argument(tmp_path):
     """The generated entry script, run as the SDK runs it, is `grpokit train <--config>` (here: a missing file)."""
-    staged = launcher.stage_job_files(plan_for(tmp_path), tmp_path / "staging")
+    staged = staging_module.stage_job_files(plan_for(tmp_path), tmp_path / "staging")
     result = subprocess.run(
         [sys.executable, str(staged.code_dir / "grpokit_entry.py"), "--config", str(tmp_path / "nope.yaml")],
         check=False,
@@ -478,7 +480,7 @@ def test_launch_creates_the_job_with_config_data_and_code_in_s3(tmp_path, moto, 
     assert not any(key.startswith(f"{input_prefix}/test/") for key in keys)
     assert f"{input_prefix}/code/grpokit_entry.py" in keys
     assert f"{input_prefix}/code/requirements.txt" in keys
-    assert f"{input_prefix}/code/grpokit/trainer.py" in keys
+    assert f"{input_prefix}/code/grpokit/trainer/recipe.py" in keys
     assert f"{input_prefix}/sm_drivers/sm_train.sh" in keys
     for key in keys:  # no secret was uploaded anywhere
         body = s3.get_object(Bucket="grpo-test-bucket", Key=key)["Body"].read()
@@ -513,13 +515,13 @@ def test_launch_without_a_role_is_refused_before_any_upload(tmp_path, moto):
 
 def test_example_config_is_valid_and_plans_a_qlora_job():
     example = REPO / "examples" / "sagemaker" / "config.yaml"
-    launch_config = launcher.read_launch_config(example)
-    launcher.validate_training_config(launch_config)  # the schema, TRL's own checks
-    settings = launcher.resolve_settings(
+    launch_config = plan_module.read_launch_config(example)
+    plan_module.validate_training_config(launch_config)  # the schema, TRL's own checks
+    settings = settings_module.resolve_settings(
         launch_config.sagemaker_section, {"region": "us-east-1"}, source=str(example), env={}
     )
     assert settings.spot and settings.instance_type == "ml.g5.2xlarge"
-    plan = launcher.plan_job(launch_config.training_config, settings, config_dir=example.parent, cwd=REPO)
+    plan = plan_module.plan_job(launch_config.training_config, settings, config_dir=example.parent, cwd=REPO)
     assert plan.container_config["load_in_4bit"] is True and plan.container_config["bf16"] is True
     assert [r["name"] for r in plan.container_config["rewards"]] == ["rouge_l", "length", "format"]
     assert any(line.startswith("bitsandbytes") for line in plan.requirements)

@@ -18,8 +18,8 @@ import pytest
 from transformers import TrainerCallback
 
 from grpokit.config import load_config
-from grpokit.tracking.base import GuardedTracker, RunStart
-from grpokit.tracking.mlflow_tracker import RUN_ID_FILE, MlflowTracker
+from grpokit.outputs.tracking.base import GuardedTracker, RunStart
+from grpokit.outputs.tracking.mlflow_tracker import RUN_ID_FILE, MlflowTracker
 from grpokit.trainer import train
 
 mlflow = pytest.importorskip("mlflow")

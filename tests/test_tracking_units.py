@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from grpokit.config import load_config
-from grpokit.tracking import (
+from grpokit.outputs.tracking import (
     CompositeTracker,
     GuardedTracker,
     NullTracker,
@@ -17,11 +17,11 @@ from grpokit.tracking import (
     build_trackers,
     default_run_name,
 )
-from grpokit.tracking.base import RunStart, is_connection_error
-from grpokit.tracking.callback import message_text, numeric_metrics, trl_recent_completions
-from grpokit.tracking.mlflow_tracker import flatten_params, is_file_store, is_sagemaker_arn
-from grpokit.tracking.system_metrics import GpuReader, SystemMetricsSampler, visible_gpu_indices
-from grpokit.tracking.wandb_tracker import command_line_has_secret
+from grpokit.outputs.tracking.base import RunStart, is_connection_error
+from grpokit.outputs.tracking.callback import message_text, numeric_metrics, trl_recent_completions
+from grpokit.outputs.tracking.mlflow_tracker import flatten_params, is_file_store, is_sagemaker_arn
+from grpokit.outputs.tracking.system_metrics import GpuReader, SystemMetricsSampler, visible_gpu_indices
+from grpokit.outputs.tracking.wandb_tracker import command_line_has_secret
 
 
 class RecordingTracker:

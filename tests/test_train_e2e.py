@@ -10,9 +10,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from grpokit.builtin_models import resolve_model_path
 from grpokit.config import load_config
 from grpokit.errors import RunError
+from grpokit.model.builtin import resolve_model_path
 from grpokit.trainer import train
 
 
@@ -147,7 +147,7 @@ def test_merge_by_reloading_matches_merging_in_place(tiny_config):
     """The path used for 4-bit and sharded models: reload the base whole, fold the saved adapter in."""
     from peft import AutoPeftModelForCausalLM
 
-    from grpokit.saving import _merge_by_reloading
+    from grpokit.outputs.saving import _merge_by_reloading
 
     run(tiny_config)
     out = Path(tiny_config["output_dir"])

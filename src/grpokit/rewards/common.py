@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from grpokit.data.options import ROW_COLUMN  # the row index the data loader adds; reward errors name it
 from grpokit.errors import RewardConfigError
 
 # Keyword arguments GRPOTrainer passes to every reward besides the dataset columns.
 TRL_REWARD_KWARGS = frozenset(
     {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
 )
-# The integer column the data loader adds: the row's index in the source file.
-ROW_COLUMN = "grpokit_row"
 
 
 @runtime_checkable

@@ -6,6 +6,7 @@ import logging
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,54 +24,61 @@ STARTUP_TIMEOUT = 300.0
 _worker_reward: RewardFunc | None = None
 
 
-@validate_call
-def isolated_reward(
-    *,
-    reward: Annotated[str, Field(min_length=1)],
-    params: dict[str, Any] = {},  # noqa: B006 -- validate_call copies defaults; never mutated
-    timeout: Annotated[float, Field(gt=0)] | None = 60.0,
-    workers: Annotated[int, Field(ge=1)] = 1,
-) -> RewardFunc:
-    """Run `reward` (any reward name: a built-in or your function) in `workers` separate processes.
+def make_isolated_factory(build_reward: Callable[..., RewardFunc]) -> Callable[..., RewardFunc]:
+    """The `isolated` reward's factory, given the function that builds any reward by name.
 
-    For rewards that may hang (your code, a solver, a sandbox) or that are slow and CPU-bound. The
-    batch is split into `workers` contiguous chunks scored in parallel; the scores come back in order.
-    When the batch is not scored within `timeout` seconds, the worker processes are killed (a thread
-    could not be), the call raises `TimeoutError`, and `on_error` applies as for any failure: `raise`
-    stops the run naming the row; `zero` re-scores item by item in fresh workers so only the items that
-    hang score 0.0 (each costing up to `timeout`). The metric name is the wrapped reward's.
-
-    Workers are started with `spawn` (safe next to CUDA and threads), on the first call, and each builds
-    the reward once from its name and `params`, so the reward's module must be importable in a fresh
-    process: a built-in, an installed module, or a file path (relative paths start at the directory
-    grpokit runs in; give an absolute path or a module name when the config lives elsewhere). Worker
-    start-up is not counted in `timeout`. Scores of TRL's extras: `completion_ids` and `trainer_state`
-    reach the workers; `log_extra` and `log_metric` (bound to the trainer) do not.
-
-    Parameters:
-        reward: the reward to run: a built-in name or 'module:function' / 'path/file.py:function'.
-        params: that reward's own parameters.
-        timeout: seconds for one batch (None: no limit).
-        workers: worker processes (default 1). More helps only a CPU-bound reward on a machine with
-            spare cores.
-
-    Example:
-        >>> reward = isolated_reward(reward="./my_rewards.py:run_tests", timeout=30, workers=4)
-        >>> reward(prompts=["Write f"], completions=["def f(): return 1"])
-        [1.0]
+    The registry passes its own `build_reward`, so this module never imports the registry that lists it.
+    The function travels to the worker processes by reference (it must be a module-level function).
     """
-    from grpokit.rewards.registry import build_reward
 
-    if reward == "isolated":
-        raise RewardConfigError('reward "isolated" cannot wrap itself', fix="name another reward in `reward:`")
-    built = build_reward(reward, **params)  # reports a bad name or parameter now, in the parent
-    return Isolated(reward, dict(params), str(Path.cwd()), timeout, workers, built.__name__, built.required_columns)
+    @validate_call
+    def isolated_reward(
+        *,
+        reward: Annotated[str, Field(min_length=1)],
+        params: dict[str, Any] = {},  # noqa: B006 -- validate_call copies defaults; never mutated
+        timeout: Annotated[float, Field(gt=0)] | None = 60.0,
+        workers: Annotated[int, Field(ge=1)] = 1,
+    ) -> RewardFunc:
+        """Run `reward` (any reward name: a built-in or your function) in `workers` separate processes.
+
+        For rewards that may hang (your code, a solver, a sandbox) or that are slow and CPU-bound. The
+        batch is split into `workers` contiguous chunks scored in parallel; the scores come back in order.
+        When the batch is not scored within `timeout` seconds, the worker processes are killed (a thread
+        could not be), the call raises `TimeoutError`, and `on_error` applies as for any failure: `raise`
+        stops the run naming the row; `zero` re-scores item by item in fresh workers so only the items that
+        hang score 0.0 (each costing up to `timeout`). The metric name is the wrapped reward's.
+
+        Workers are started with `spawn` (safe next to CUDA and threads), on the first call, and each builds
+        the reward once from its name and `params`, so the reward's module must be importable in a fresh
+        process: a built-in, an installed module, or a file path (relative paths start at the directory
+        grpokit runs in; give an absolute path or a module name when the config lives elsewhere). Worker
+        start-up is not counted in `timeout`. Scores of TRL's extras: `completion_ids` and `trainer_state`
+        reach the workers; `log_extra` and `log_metric` (bound to the trainer) do not.
+
+        Parameters:
+            reward: the reward to run: a built-in name or 'module:function' / 'path/file.py:function'.
+            params: that reward's own parameters.
+            timeout: seconds for one batch (None: no limit).
+            workers: worker processes (default 1). More helps only a CPU-bound reward on a machine with
+                spare cores.
+
+        Example:
+            >>> reward = isolated_reward(reward="./my_rewards.py:run_tests", timeout=30, workers=4)
+            >>> reward(prompts=["Write f"], completions=["def f(): return 1"])
+            [1.0]
+        """
+        if reward == "isolated":
+            raise RewardConfigError('reward "isolated" cannot wrap itself', fix="name another reward in `reward:`")
+        built = build_reward(reward, **params)  # reports a bad name or parameter now, in the parent
+        return Isolated(
+            build_reward, reward, dict(params), str(Path.cwd()), timeout, workers, built.__name__, built.required_columns
+        )
+
+    return isolated_reward
 
 
-def _build_in_worker(reward: str, params: dict[str, Any], working_dir: str) -> None:
+def _build_in_worker(build_reward: Callable[..., RewardFunc], reward: str, params: dict[str, Any], working_dir: str) -> None:
     import os
-
-    from grpokit.rewards.registry import build_reward
 
     global _worker_reward
     os.chdir(working_dir)
@@ -92,6 +100,7 @@ class Isolated:
 
     def __init__(
         self,
+        build_reward: Callable[..., RewardFunc],
         reward: str,
         params: dict[str, Any],
         working_dir: str,
@@ -100,6 +109,7 @@ class Isolated:
         name: str,
         required_columns: frozenset[str],
     ) -> None:
+        self.build_reward = build_reward
         self.reward = reward
         self.params = params
         self.working_dir = working_dir
@@ -138,7 +148,7 @@ class Isolated:
         if self.pool is None:
             context = multiprocessing.get_context("spawn")
             self.pool = context.Pool(
-                self.workers, initializer=_build_in_worker, initargs=(self.reward, self.params, self.working_dir)
+                self.workers, initializer=_build_in_worker, initargs=(self.build_reward, self.reward, self.params, self.working_dir)
             )
             try:
                 self.pool.apply_async(_ready).get(STARTUP_TIMEOUT)

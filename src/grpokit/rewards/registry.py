@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from grpokit.errors import RewardConfigError
 from grpokit.rewards.common import RewardFunc
 from grpokit.rewards.http import http_reward
-from grpokit.rewards.isolated import isolated_reward
+from grpokit.rewards.isolated import make_isolated_factory
 from grpokit.rewards.json_valid import json_valid_reward
 from grpokit.rewards.length import length_reward
 from grpokit.rewards.match import exact_match_reward, numeric_match_reward
@@ -39,7 +39,6 @@ REGISTRY: dict[str, Callable[..., RewardFunc]] = {
     "overlong_penalty": overlong_penalty_reward,
     "reward_model": reward_model_reward,
     "http": http_reward,
-    "isolated": isolated_reward,
 }
 
 
@@ -105,3 +104,7 @@ def _build_builtin(name: str, params: dict[str, Any]) -> RewardFunc:
             f'reward "{name}" has an invalid parameter value: {problems}',
             fix=f"see the parameters of {name} in docs/rewards.md",
         ) from None
+
+
+# `isolated` runs any other reward, so it is built around this module's `build_reward`.
+REGISTRY["isolated"] = make_isolated_factory(build_reward)

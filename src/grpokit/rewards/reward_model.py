@@ -138,7 +138,7 @@ class RewardModel:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from grpokit.builtin_models import resolve_model_path
+        from grpokit.model.builtin import resolve_model_path
 
         token = {"token": os.environ["HF_TOKEN"]} if os.environ.get("HF_TOKEN") else {}
         common = {"trust_remote_code": self.trust_remote_code, **token}

@@ -16,6 +16,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from grpokit.compat.trl_internals import recent_generation_batch
+
 logger = logging.getLogger("grpokit.rewards")
 
 
@@ -41,7 +43,7 @@ class RewardSpreadCallback(TrainerCallback):
     """Adds `rewards/<name>/frac_zero_std` to each training log and warns when spread stays at zero.
 
     It reads the per-completion scores of the last generation batch that GRPOTrainer keeps for its
-    completions table (`trainer._logs["rewards"]`, gathered across processes, groups contiguous); when a
+    completions table (through `grpokit.compat`, gathered across processes, groups contiguous); when a
     TRL version lacks them, only the warning on TRL's own `frac_reward_zero_std` remains. Place it before
     the callbacks that record logs.
     """
@@ -62,7 +64,8 @@ class RewardSpreadCallback(TrainerCallback):
         self.check_total(logs.get("frac_reward_zero_std"), state.global_step, logs)
 
     def per_reward_fractions(self, group_size: int) -> dict[str, float]:
-        scores_by_reward = getattr(self.trainer, "_logs", {}).get("rewards", {})
+        batch = recent_generation_batch(self.trainer)
+        scores_by_reward = batch.rewards if batch is not None else {}
         fractions = {}
         for name in getattr(self.trainer, "reward_func_names", []):
             fraction = zero_spread_fraction(list(scores_by_reward.get(name, ())), group_size)

@@ -1,0 +1,60 @@
+"""What every `grpokit` command shares: the consoles, the common arguments, logging, and error reporting."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from grpokit.errors import GrpokitError
+from grpokit.secrets import MaskingFilter, mask_text
+
+console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, grep-able in logs
+stdout = Console(soft_wrap=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set learning_rate=1e-5 (repeatable; dotted keys for sections)."),
+]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """grpokit's own messages at INFO through rich; the libraries' chatter only when it matters."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    handler.addFilter(MaskingFilter())  # no secret reaches a log line
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    logging.getLogger("grpokit").setLevel(logging.DEBUG if verbose else logging.INFO)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers 5 renames gradient_checkpointing; TRL still uses the old name. Not the user's to fix.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    with contextlib.suppress(ImportError):
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
+@contextlib.contextmanager
+def reporting_errors() -> Iterator[None]:
+    """Turn a `GrpokitError` into one clear message and its exit code; no traceback."""
+    try:
+        yield
+    except GrpokitError as error:
+        from grpokit.launch.container import write_failure
+
+        message = mask_text(error.message)  # no secret reaches an error message
+        write_failure(message)  # shown by DescribeTrainingJob; does nothing outside SageMaker
+        console.print(f"[bold red]error:[/] {message}", highlight=False)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None

@@ -1,0 +1,114 @@
+"""The only module that touches private parts of TRL and transformers (checked against TRL 1.16.0, transformers 5.23.0).
+
+- `recent_generation_batch(trainer)`: the last generation batch GRPOTrainer keeps for its completions
+  table (`GRPOTrainer._logs`): prompts, completions, each reward's scores, advantages;
+- `load_checkpoint_weights(trainer, path)`: `Trainer._load_from_checkpoint`, to load a checkpoint's
+  weights without training a step;
+- `grpo_rules_check(trl_args, world_size)`: TRL's own `GRPOConfig` validation run as if the job had
+  `world_size` processes, without setting up any device (overrides `TrainingArguments._setup_devices`
+  and `world_size`), so a launcher can check a config for the job it is about to start.
+
+`tests/test_compat.py` checks every one of these against the installed versions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# GRPOTrainer._logs keys (TRL 1.16.0: deques of the last generation_batch_size items, gathered across ranks).
+RECENT_BATCH_KEYS = ("prompt", "completion", "rewards", "advantages")
+# The batch fields TRL resolves in GRPOConfig.__post_init__ before it checks them.
+RESOLVED_BATCH_FIELDS = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+    "generation_batch_size",
+    "num_generations",
+    "per_device_eval_batch_size",
+    "num_generations_eval",
+)
+
+
+@dataclass(frozen=True)
+class RecentBatch:
+    """GRPOTrainer's last generation batch: one entry per completion, groups of num_generations contiguous."""
+
+    prompts: list
+    completions: list
+    rewards: dict[str, list]  # reward name -> one score per completion (NaN where the reward gave None)
+    advantages: list
+
+
+def recent_generation_batch(trainer: Any) -> RecentBatch | None:
+    """The last generation batch GRPOTrainer recorded, or None when the trainer keeps none (another TRL)."""
+    logs = getattr(trainer, "_logs", None)  # private in TRL 1.16.0 (GRPOTrainer.__init__)
+    if not isinstance(logs, Mapping):
+        return None
+    return RecentBatch(
+        prompts=list(logs.get("prompt", ())),
+        completions=list(logs.get("completion", ())),
+        rewards={name: list(values) for name, values in logs.get("rewards", {}).items()},
+        advantages=list(logs.get("advantages", ())),
+    )
+
+
+def load_checkpoint_weights(trainer: Any, checkpoint: str) -> None:
+    """Load a checkpoint's weights into the trainer's model (no optimizer step, no training)."""
+    trainer._load_from_checkpoint(checkpoint)  # private in transformers 5.23.0 (Trainer)
+
+
+@dataclass(frozen=True)
+class RulesCheck:
+    """What TRL's GRPOConfig said about a set of fields: `error` None when it accepted them.
+
+    `resolved` holds the batch fields as TRL had resolved them when it accepted or rejected the config
+    (TRL derives generation_batch_size and steps_per_generation before it checks them).
+    """
+
+    error: str | None
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _config_class_for(world_size: int):
+    import torch
+    from trl import GRPOConfig
+
+    class GRPOConfigForWorld(GRPOConfig):
+        """GRPOConfig as seen by a job of `world_size` processes; sets up no device and no process group."""
+
+        @property
+        def world_size(self) -> int:  # public property of TrainingArguments (transformers 5.23.0)
+            return world_size
+
+        @property
+        def _setup_devices(self):  # private cached_property of TrainingArguments (transformers 5.23.0)
+            self._n_gpu = 0  # private field read by TrainingArguments.n_gpu (transformers 5.23.0)
+            self.distributed_state = None
+            return torch.device("cpu")
+
+    return GRPOConfigForWorld
+
+
+def grpo_rules_check(trl_args: Mapping[str, Any], *, world_size: int, output_dir: str) -> RulesCheck:
+    """Run TRL's GRPOConfig validation on `trl_args` for a job of `world_size` processes.
+
+    The rules checked are TRL's own (batch arithmetic, eval batch, generation batch against the global
+    batch, and every other `__post_init__` check), independent of this machine's devices: precision
+    flags are checked by the real `GRPOConfig` in the process that trains.
+    """
+    config_class = _config_class_for(world_size)
+    device_free = {**trl_args, "use_cpu": True, "bf16": False, "fp16": False}
+    instance = config_class.__new__(config_class)
+    try:
+        config_class.__init__(instance, output_dir=output_dir, **device_free)
+    except (ValueError, TypeError, ZeroDivisionError) as error:  # TRL 1.16 divides by num_generations unchecked
+        return RulesCheck(error=str(error), resolved=_resolved_fields(instance))
+    return RulesCheck(error=None, resolved=_resolved_fields(instance))
+
+
+def _resolved_fields(instance: Any) -> dict[str, Any]:
+    return {name: getattr(instance, name, None) for name in RESOLVED_BATCH_FIELDS}

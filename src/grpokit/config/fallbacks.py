@@ -1,0 +1,50 @@
+"""What a config gets on a machine without CUDA: the GPU-only options turned off, one warning line each.
+
+The same file then runs on a laptop: bf16 / fp16 train in float32, vLLM generation becomes
+transformers' `generate()`, Flash Attention 2 becomes SDPA, QLoRA loads unquantized, and a half
+precision dtype becomes float32.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from grpokit.config.distributed import log_on_main_process
+from grpokit.config.schema import GrpokitOptions
+
+logger = logging.getLogger("grpokit.config")
+
+# TRL fields that only make sense with CUDA, and what grpokit uses instead on a CPU-only machine.
+CUDA_ONLY_TRL_FLAGS = {"bf16": "float32 training", "fp16": "float32 training", "use_vllm": "transformers generate()"}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def apply_cpu_fallbacks(
+    options: GrpokitOptions, trl_args: dict[str, Any], explicit_trl: dict[str, Any], *, has_cuda: bool
+) -> list[str]:
+    """Turn off options that need CUDA on a CPU-only machine; one warning line per option turned off."""
+    if has_cuda:
+        return []
+    warnings: list[str] = []
+    for flag, instead in CUDA_ONLY_TRL_FLAGS.items():
+        if explicit_trl.get(flag):
+            warnings.append(f"{flag}: true needs a CUDA GPU and none was found; using {instead} instead")
+        trl_args[flag] = False
+    trl_args.setdefault("dataloader_pin_memory", False)  # pinned memory only helps host-to-GPU copies
+    if options.attn_implementation == "flash_attention_2":
+        warnings.append("attn_implementation: flash_attention_2 needs a CUDA GPU; using 'sdpa' instead")
+        options.attn_implementation = "sdpa"
+    if options.load_in_4bit:
+        warnings.append("load_in_4bit: true (QLoRA) needs a CUDA GPU; loading the model unquantized in float32 instead")
+        options.load_in_4bit = False
+    if options.dtype in ("bfloat16", "float16"):
+        warnings.append(f"dtype: {options.dtype} on a CPU is slow or unsupported for training; using float32 instead")
+        options.dtype = "float32"
+    log_on_main_process(logger, warnings)
+    return warnings

@@ -1,0 +1,246 @@
+"""Loading the policy model and its tokenizer: Hugging Face id or local directory, LoRA, QLoRA.
+
+`trust_remote_code` stays off unless the config asks for it, weights load from safetensors only,
+and the Hugging Face token comes from `HF_TOKEN` (or the config's `token`, masked everywhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grpokit.config.schema import GrpokitOptions
+from grpokit.errors import ConfigError
+from grpokit.model.builtin import resolve_model_path
+
+logger = logging.getLogger("grpokit.model")
+
+
+@dataclass
+class ResolvedModel:
+    """Where a model comes from, and what its config says, without loading the weights."""
+
+    source: str  # local directory or hub id passed to from_pretrained
+    model_type: str
+    num_parameters_hint: str
+    has_chat_template: bool
+    tokenizer: Any  # loaded while resolving; callers that need it reuse it
+
+
+def hf_token(options: GrpokitOptions) -> str | None:
+    """The Hugging Face token: `HF_TOKEN` from the environment first, then the config's `token`."""
+    return os.environ.get("HF_TOKEN") or options.token or None
+
+
+def _pretrained_kwargs(options: GrpokitOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"trust_remote_code": options.trust_remote_code}
+    if options.revision:
+        kwargs["revision"] = options.revision
+    token = hf_token(options)
+    if token:
+        kwargs["token"] = token
+    return kwargs
+
+
+def model_source(options: GrpokitOptions) -> str:
+    """The directory or hub id to load. A path (starting with '.', '/' or '~') that does not exist is an error."""
+    source = resolve_model_path(options.model_id)
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return str(local)
+    if source.startswith((".", "/", "~")) or local.exists():
+        raise ConfigError(
+            f"model directory not found: {source}",
+            where="model_id",
+            fix="pass an existing local directory, a Hugging Face id like 'Qwen/Qwen2.5-0.5B-Instruct', or 'builtin:tiny'",
+        )
+    return source
+
+
+def _load_error(options: GrpokitOptions, what: str, error: Exception) -> ConfigError:
+    return ConfigError(
+        f"could not load the {what} for model_id '{options.model_id}': {error}",
+        where="model_id",
+        fix="check the id or path; models that need custom code also need trust_remote_code: true; "
+        "gated models need HF_TOKEN",
+    )
+
+
+def load_tokenizer(options: GrpokitOptions):
+    """Load the tokenizer; give it a pad token (its EOS) when it has none, as GRPO batches need padding."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_source(options), **_pretrained_kwargs(options))
+    except (OSError, ValueError) as error:
+        raise _load_error(options, "tokenizer", error) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def resolve_model(options: GrpokitOptions) -> ResolvedModel:
+    """Read the model's config (no weights) to check that the model can be found and loaded."""
+    from transformers import AutoConfig
+
+    source = model_source(options)
+    try:
+        model_config = AutoConfig.from_pretrained(source, **_pretrained_kwargs(options))
+    except (OSError, ValueError) as error:
+        raise _load_error(options, "config", error) from None
+    tokenizer = load_tokenizer(options)
+    check_lora_targets(options, _skeleton(model_config, options))
+    hidden = getattr(model_config, "hidden_size", "?")
+    layers = getattr(model_config, "num_hidden_layers", "?")
+    return ResolvedModel(
+        source=source,
+        model_type=model_config.model_type,
+        num_parameters_hint=f"{layers} layers, hidden size {hidden}",
+        has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+        tokenizer=tokenizer,
+    )
+
+
+def _skeleton(model_config, options: GrpokitOptions):
+    """The model's modules without weights (on the meta device): names and shapes, no memory."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model_config, trust_remote_code=options.trust_remote_code)
+
+
+def torch_dtype(options: GrpokitOptions, *, has_cuda: bool):
+    import torch
+
+    if options.dtype == "auto":
+        return torch.bfloat16 if has_cuda and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, options.dtype)
+
+
+def quantization_config(options: GrpokitOptions, compute_dtype, *, fsdp: bool):
+    """QLoRA: 4-bit NF4 with double quantization. Under FSDP the storage dtype matches the compute dtype."""
+    if not options.load_in_4bit:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "load_in_4bit: true needs the bitsandbytes package",
+            fix="pip install 'grpokit[gpu]' (or pip install bitsandbytes)",
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    extra = {"bnb_4bit_quant_storage": compute_dtype} if fsdp else {}
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        **extra,
+    )
+
+
+def load_model(options: GrpokitOptions, *, gradient_checkpointing: bool, fsdp: bool = False):
+    """Load the causal LM with the configured dtype, attention kernel and quantization."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    has_cuda = torch.cuda.is_available()
+    dtype = torch_dtype(options, has_cuda=has_cuda)
+    kwargs = _pretrained_kwargs(options)
+    kwargs["dtype"] = dtype
+    kwargs["use_safetensors"] = True
+    if options.attn_implementation:
+        kwargs["attn_implementation"] = options.attn_implementation
+    quantization = quantization_config(options, dtype, fsdp=fsdp)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        if not fsdp:
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_source(options), **kwargs)
+    except (OSError, ValueError, ImportError) as error:
+        raise _load_error(options, "model", error) from None
+    if gradient_checkpointing:
+        model.config.use_cache = False
+    if quantization is not None and not fsdp:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    return model
+
+
+def check_lora_targets(options: GrpokitOptions, model) -> None:
+    """Every `lora_target_modules` entry must name modules of the model.
+
+    PEFT fails deep inside the trainer when none matches, and says nothing when only some do (a typo
+    then trains fewer adapters than asked).
+
+    Raises:
+        ConfigError: naming the entries that match nothing and the model's linear layer names.
+    """
+    import torch
+
+    if not options.use_lora or options.lora_target_modules == "all-linear":
+        return
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in options.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(
+            f"lora_target_modules names modules this model does not have: {', '.join(missing)}",
+            where="lora_target_modules",
+            fix=f"use 'all-linear', or names among: {', '.join(linear)}",
+        )
+
+
+def lora_config(options: GrpokitOptions):
+    """The LoRA adapter TRL attaches to the model, or None for full fine-tuning."""
+    if not options.use_lora:
+        if options.load_in_4bit:
+            raise ConfigError(
+                "load_in_4bit: true trains adapters only, but use_lora is false",
+                fix="set use_lora: true for QLoRA, or load_in_4bit: false for full fine-tuning",
+            )
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=options.lora_target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_model_for_inference(model_ref: str, options: GrpokitOptions):
+    """Model (eval mode, on the GPU when there is one) and tokenizer for a saved adapter, a model or an id.
+
+    A directory with `adapter_config.json` is a LoRA adapter: loaded with peft's
+    `AutoPeftModelForCausalLM` (its base model from the adapter's config), its tokenizer from the
+    directory when saved there, else from the base model.
+    """
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    local = Path(resolve_model_path(model_ref)).expanduser()
+    if (local / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype(options, has_cuda=has_cuda))
+        has_tokenizer = (local / "tokenizer_config.json").is_file()
+        base = model.peft_config["default"].base_model_name_or_path
+        tokenizer = load_tokenizer(options.model_copy(update={"model_id": str(local) if has_tokenizer else base}))
+    else:
+        model_options = options.model_copy(update={"model_id": model_ref, "load_in_4bit": False})
+        model = load_model(model_options, gradient_checkpointing=False)
+        tokenizer = load_tokenizer(model_options)
+    if has_cuda:
+        model = model.to("cuda")
+    return model.eval(), tokenizer

@@ -1,0 +1,85 @@
+"""Saving the trained model: the LoRA adapter (default) or a merged model, in safetensors, with the tokenizer.
+
+The files are written to a staging directory and moved into `output_dir` only once complete, so a
+crash while saving never leaves a half-written model where a loader would find it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from grpokit.config.schema import GrpokitOptions
+from grpokit.model.loading import load_model
+from grpokit.outputs.files import MODEL_STAGING_DIR, publish_staged
+
+logger = logging.getLogger("grpokit.saving")
+
+PICKLED_FILES = ("training_args.bin",)  # the Trainer pickles its args; grpokit ships safetensors and JSON only
+
+
+def _is_peft_model(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+# What a saved model may consist of; a new save removes these when it does not write them itself,
+# so an adapter left from an earlier run is never loaded on top of a merged model (or the reverse).
+MODEL_FILE_PATTERNS = ("adapter_config.json", "adapter_model*", "model*.safetensors*", "config.json", "generation_config.json")
+
+
+def _merge_by_reloading(adapter_dir: Path, options: GrpokitOptions):
+    """Reload the base model unquantized and unsharded, and fold the saved adapter into it."""
+    from peft import PeftModel
+
+    base = load_model(options.model_copy(update={"load_in_4bit": False}), gradient_checkpointing=False)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+
+
+def _remove_stale_model_files(output_dir: Path, written: set[str]) -> None:
+    for pattern in MODEL_FILE_PATTERNS:
+        for path in output_dir.glob(pattern):
+            if path.is_file() and path.name not in written:
+                path.unlink()
+
+
+def save_final_model(trainer, options: GrpokitOptions) -> Path:
+    """Save adapter or merged model plus tokenizer into `options.output_dir`; returns that directory.
+
+    A merge folds the adapter into the base weights. When the trained model is 4-bit or sharded
+    (FSDP, DeepSpeed ZeRO), its weights cannot be merged in place: every rank saves the adapter
+    (gathering the shards), then the main process reloads the base model whole and merges into it.
+    """
+    output_dir = Path(options.output_dir)
+    staging = output_dir / MODEL_STAGING_DIR
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)  # left by a save that crashed
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    merge = options.merge_weights and _is_peft_model(unwrapped)
+    merge_by_reloading = merge and (options.load_in_4bit or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled)
+    adapter_dir = staging / "adapter"
+    if not merge:
+        trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only
+    elif merge_by_reloading:
+        trainer.save_model(str(adapter_dir))
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        return output_dir
+    if merge:
+        merged = _merge_by_reloading(adapter_dir, options) if merge_by_reloading else unwrapped.merge_and_unload()
+        if adapter_dir.exists():
+            shutil.rmtree(adapter_dir)
+        merged.save_pretrained(staging, safe_serialization=True)
+        trainer.processing_class.save_pretrained(staging)
+    for name in PICKLED_FILES:
+        (staging / name).unlink(missing_ok=True)
+    written = {path.name for path in staging.iterdir()}
+    _remove_stale_model_files(output_dir, written)
+    publish_staged(staging, output_dir)
+    logger.info("saved %s to %s", "merged model" if merge else "adapter" if _is_peft_model(unwrapped) else "model", output_dir)
+    return output_dir

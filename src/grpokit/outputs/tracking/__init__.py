@@ -1,0 +1,152 @@
+"""Experiment tracking behind one factory: MLflow, Weights & Biases, and transformers' TensorBoard writer.
+
+    tracker = build_trackers(config, is_main_process=True)    # NullTracker when nothing is configured
+    attach_tracking(trainer, config, train_dataset)            # the one call the recipe makes before train()
+    log_final_model(trainer, output_dir)                       # and the one after the model is saved
+
+grpokit's own keys switch trackers on (`mlflow_uri` + `mlflow_experiment_name`, `wandb_project`);
+transformers' MLflowCallback / WandbCallback are removed because they read environment variables and
+log every TrainingArguments field. `report_to: tensorboard` keeps transformers' TensorBoardCallback,
+writing under `<output_dir>/tensorboard`. Tracking never stops a training: see `GuardedTracker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from grpokit.config.schema import RunConfig
+from grpokit.outputs.files import TENSORBOARD_DIR
+from grpokit.outputs.tracking.base import CompositeTracker, GuardedTracker, NullTracker, RunStart, Tracker
+from grpokit.outputs.tracking.callback import TrackingCallback, trl_recent_completions
+
+__all__ = [
+    "CompositeTracker",
+    "GuardedTracker",
+    "NullTracker",
+    "RunStart",
+    "Tracker",
+    "TrackingCallback",
+    "attach_tracking",
+    "build_trackers",
+    "default_run_name",
+    "log_final_model",
+]
+
+logger = logging.getLogger("grpokit.tracking")
+
+def default_run_name(model_id: str, now: float | None = None) -> str:
+    """`<model>-<YYYYmmdd-HHMMSS>`: the last part of the model id or path, then the local start time.
+
+    >>> default_run_name("Qwen/Qwen2.5-0.5B-Instruct", now=0.0).startswith("Qwen2.5-0.5B-Instruct-19")
+    True
+    """
+    model = re.split(r"[/:\\]", model_id.rstrip("/\\"))[-1] or "model"
+    return f"{model}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+
+
+def run_name_for(config: RunConfig) -> str:
+    return config.trl_args.get("run_name") or default_run_name(config.options.model_id)
+
+
+def build_trackers(config: RunConfig, *, is_main_process: bool) -> Tracker:
+    """The trackers `config` switches on, each behind a `GuardedTracker`, as one tracker.
+
+    Returns `NullTracker` on processes other than rank 0 and when no tracker is configured; one guarded
+    tracker; or a `CompositeTracker` of several. Creating a tracker opens no connection (that happens at
+    train start), so this never fails because a server is down.
+    """
+    if not is_main_process:
+        return NullTracker()
+    options = config.options
+    trackers: list[GuardedTracker] = []
+    if options.mlflow_uri and options.mlflow_experiment_name:
+        from grpokit.outputs.tracking.mlflow_tracker import MlflowTracker
+
+        mlflow = MlflowTracker(
+            tracking_uri=options.mlflow_uri,
+            experiment_name=options.mlflow_experiment_name,
+            run_name=options.mlflow_run_name,
+        )
+        trackers.append(GuardedTracker(mlflow))
+    elif options.mlflow_uri or options.mlflow_experiment_name:
+        logger.warning("MLflow tracking is off: set both mlflow_uri and mlflow_experiment_name to turn it on")
+    if options.wandb_project:
+        from grpokit.outputs.tracking.wandb_tracker import WandbTracker
+
+        api_key = os.environ.get("WANDB_API_KEY") or options.wandb_token
+        trackers.append(
+            GuardedTracker(
+                WandbTracker(project=options.wandb_project, mode=options.wandb_mode, api_key=api_key)
+            )
+        )
+    if not trackers:
+        return NullTracker()
+    return trackers[0] if len(trackers) == 1 else CompositeTracker(trackers)
+
+
+def _report_to(config: RunConfig) -> list[str]:
+    value = config.trl_args.get("report_to", "none")
+    names = [value] if isinstance(value, str) else list(value or [])
+    return [name for name in names if name != "none"]
+
+
+def replace_transformers_trackers(trainer, config: RunConfig) -> None:
+    """Remove transformers' MLflow / W&B callbacks; point its TensorBoard writer under output_dir."""
+    from transformers.integrations import MLflowCallback, TensorBoardCallback, WandbCallback
+
+    report_to = _report_to(config)
+    for name, callback_class, enabled_by in (
+        ("mlflow", MLflowCallback, "mlflow_uri and mlflow_experiment_name"),
+        ("wandb", WandbCallback, "wandb_project"),
+    ):
+        trainer.remove_callback(callback_class)
+        if name in report_to and not _tracker_enabled(config, name):
+            logger.warning(
+                "report_to: %s does nothing by itself in grpokit; set %s to track to %s",
+                name,
+                enabled_by,
+                name,
+            )
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(Path(config.options.output_dir) / TENSORBOARD_DIR)
+
+
+def _tracker_enabled(config: RunConfig, name: str) -> bool:
+    options = config.options
+    if name == "mlflow":
+        return bool(options.mlflow_uri and options.mlflow_experiment_name)
+    return bool(options.wandb_project)
+
+
+def attach_tracking(trainer, config: RunConfig, train_dataset: Any = None) -> TrackingCallback:
+    """Set up tracking on a built GRPOTrainer: replace transformers' trackers and add grpokit's callback."""
+    replace_transformers_trackers(trainer, config)
+    options = config.options
+    callback = TrackingCallback(
+        build_trackers(config, is_main_process=trainer.is_world_process_zero()),
+        run_name=run_name_for(config),
+        config=config.to_yaml_dict(),
+        output_dir=options.output_dir,
+        train_dataset=train_dataset,
+        dataset_source=options.train_dataset_path,
+        completions=lambda: trl_recent_completions(trainer),
+        completions_every=options.log_completions_every,
+        system_metrics_interval=options.system_metrics_interval,
+        tags={"grpokit.model_id": options.model_id},
+        register_model_as=options.mlflow_register_model,
+    )
+    trainer.add_callback(callback)
+    return callback
+
+
+def log_final_model(trainer, model_dir: str | Path) -> None:
+    """Upload the saved model to the trackers that keep models, and register it if `mlflow_register_model` is set."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TrackingCallback):
+            callback.log_final_model(Path(model_dir))

@@ -1,0 +1,159 @@
+"""The GRPO recipe: config -> data -> model -> rewards -> TRL GRPOTrainer -> saved model.
+
+`train(config)` reads top to bottom: build rewards, load data (checked against the rewards before any
+model is loaded), load model and tokenizer, build TRL's trainer, resume if a complete checkpoint
+exists, train, save the model and the resolved config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpokit.compat.trl_internals import load_checkpoint_weights
+from grpokit.config.loading import save_resolved_config
+from grpokit.config.schema import RunConfig
+from grpokit.data.loading import LoadedData
+from grpokit.errors import ConfigError
+from grpokit.model.loading import check_lora_targets, load_model, load_tokenizer, lora_config
+from grpokit.outputs.checkpoints import (
+    CheckpointMarkerCallback,
+    checkpoint_global_step,
+    resume_checkpoint,
+    set_aside_later_checkpoints,
+)
+from grpokit.outputs.files import METRICS_FILE, SAMPLE_COMPLETIONS_FILE
+from grpokit.outputs.metrics import MetricsJsonlCallback, SampleCompletionsCallback
+from grpokit.outputs.saving import save_final_model
+from grpokit.outputs.tracking import attach_tracking, log_final_model
+from grpokit.pipeline import build_reward_set, load_run_data
+from grpokit.rewards.reward_set import RewardSet
+from grpokit.rewards.spread import RewardSpreadCallback
+from grpokit.trainer.callbacks import GracefulStopCallback, RichProgressCallback
+
+logger = logging.getLogger("grpokit.trainer")
+
+@dataclass
+class TrainResult:
+    """What a finished training produced."""
+
+    output_dir: Path
+    global_step: int
+    resumed_from: Path | None
+    train_seconds: float
+    metrics_path: Path
+    reward_failures: dict[str, int]  # failures per reward configured `on_error: zero` (only those that failed)
+    stopped_by_signal: int | None = None  # set when SIGTERM stopped training; the last checkpoint holds the state
+
+
+def grpo_args_for(config: RunConfig, reward_set: RewardSet):
+    """TRL's GRPOConfig with the reward weights from the `rewards:` list."""
+    if "reward_weights" in config.trl_args:
+        raise ConfigError(
+            "reward_weights is set, but grpokit takes each reward's weight from the rewards: list",
+            where=config.source,
+            fix="remove reward_weights and give each reward a weight: in rewards:",
+        )
+    args = config.to_grpo_config()
+    args.reward_weights = list(reward_set.weights)
+    return args
+
+
+def build_trainer(
+    config: RunConfig, data: LoadedData, reward_set: RewardSet, *, console=None, extra_callbacks: list | None = None
+):
+    """Load model and tokenizer, then TRL's GRPOTrainer with grpokit's callbacks.
+
+    `extra_callbacks` come first, so their `on_log` can add keys that metrics.jsonl then records.
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import GRPOTrainer
+
+    options = config.options
+    args = grpo_args_for(config, reward_set)
+    tokenizer = load_tokenizer(options)
+    model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
+    check_lora_targets(options, model)
+    output_dir = Path(options.output_dir)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_set.funcs,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.test,
+        processing_class=tokenizer,
+        peft_config=lora_config(options),
+        callbacks=[
+            *(extra_callbacks or []),
+            MetricsJsonlCallback(output_dir / METRICS_FILE, failure_counts=reward_set.failure_counts),
+            CheckpointMarkerCallback(),
+            GracefulStopCallback(),
+        ],
+    )
+    trainer.callback_handler.callbacks.insert(0, RewardSpreadCallback(trainer))  # first: its keys reach every log
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RichProgressCallback(console))
+    trainer.add_callback(
+        SampleCompletionsCallback(
+            trainer,
+            output_dir / SAMPLE_COMPLETIONS_FILE,
+            weights=dict(zip(reward_set.names, reward_set.weights)),
+            every=options.log_completions_every,
+        )
+    )
+    attach_tracking(trainer, config, data.train)
+    return trainer
+
+
+def train(config: RunConfig, *, console=None, extra_callbacks: list | None = None) -> TrainResult:
+    """Run GRPO as configured and save the result. Raises `GrpokitError` subclasses on bad input."""
+    options = config.options
+    if config.trl_args.get("hub_token"):  # kept out of GRPOConfig (pickled into checkpoints); the Hub reads HF_TOKEN
+        os.environ.setdefault("HF_TOKEN", config.trl_args["hub_token"])
+    reward_set = build_reward_set(config)
+    data = load_run_data(config, reward_set)
+    logger.info("%s", data.description)
+    resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
+    trainer = build_trainer(config, data, reward_set, console=console, extra_callbacks=extra_callbacks)
+    output_dir = Path(options.output_dir)
+    resumed_step = checkpoint_global_step(resume_from) if resume_from is not None else 0
+    if trainer.is_world_process_zero():
+        saved = save_resolved_config(config, output_dir)
+        logger.info("config: %s (resolved config in %s)", config.summary(), saved)
+        set_aside_later_checkpoints(options.resolved_checkpoint_dir, after_step=resumed_step)
+    trainer.accelerator.wait_for_everyone()
+    started = time.perf_counter()
+    if resume_from is not None and 0 < trainer.args.max_steps <= resumed_step:
+        # transformers would run one more step before noticing that max_steps is reached; load the
+        # checkpoint's weights so the final save is that model
+        logger.info("%s is already at max_steps=%d: nothing to train", resume_from, trainer.args.max_steps)
+        load_checkpoint_weights(trainer, str(resume_from))
+        trainer.state.global_step = resumed_step
+    else:
+        if resume_from is not None:
+            logger.info("resuming from %s", resume_from)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.perf_counter() - started
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
+    if stop.stopped_early_by is None:
+        save_final_model(trainer, options)
+        log_final_model(trainer, output_dir)
+    else:
+        logger.warning(
+            "stopped by signal %s at step %d; checkpoint saved, run again to resume",
+            stop.stopped_early_by,
+            trainer.state.global_step,
+        )
+    return TrainResult(
+        output_dir=output_dir,
+        global_step=trainer.state.global_step,
+        resumed_from=resume_from,
+        train_seconds=train_seconds,
+        metrics_path=output_dir / METRICS_FILE,
+        reward_failures={name: count for name, count in reward_set.failure_counts().items() if count},
+        stopped_by_signal=stop.stopped_early_by,
+    )
