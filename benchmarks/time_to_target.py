@@ -184,6 +184,8 @@ def ratio_text(baseline: RunResult, reference: RunResult, attribute: str) -> str
 def markdown_table(results: list[RunResult], meta: dict) -> str:
     reference = results[0]
     intro = (
+        "Tuned settings against TRL's defaults (this compares hyperparameters, not tools; the equal-settings "
+        "comparison is data_efficiency.md). "
         f"Time for GRPO to raise `builtin:tiny`'s held-out greedy accuracy on 2-digit addition "
         f"({meta['heldout_problems']} held-out problems) from {reference.accuracy_before:.2f} to "
         f"{meta['target']:.2f}; budget {meta['max_steps']} steps; {meta['machine']}."

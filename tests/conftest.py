@@ -51,3 +51,23 @@ TINY_TRAINING = {
 def tiny_config(tmp_path: Path, addition_jsonl: Path) -> dict:
     """A config mapping that trains builtin:tiny for 2 quick steps on the addition rows."""
     return {**TINY_TRAINING, "train_dataset_path": str(addition_jsonl), "output_dir": str(tmp_path / "out")}
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer Qwen2ForSequenceClassification, num_labels 1, with builtin:tiny's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
+
+    from grpokit.model.builtin import resolve_model_path
+
+    directory = tmp_path_factory.mktemp("reward_model")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("builtin:tiny"))
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

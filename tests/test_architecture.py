@@ -17,7 +17,10 @@ MAX_MODULE_LINES = 400
 # The doors to other libraries' private APIs: the only modules allowed to touch `obj._name`.
 COMPAT_MODULES = {"grpokit.compat.trl_internals", "grpokit.compat.sagemaker_internals", "grpokit.compat.tracking_internals"}
 # Commands built on the pipeline; only the demo runs the recipe, through its public entry point.
-COMMAND_MODULES = {"grpokit.commands.validate", "grpokit.commands.rewards", "grpokit.commands.evaluate"}
+COMMAND_MODULES = {
+    "grpokit.commands.validate", "grpokit.commands.rewards", "grpokit.commands.evaluate",
+    "grpokit.commands.probe", "grpokit.commands.probe_figures",
+}  # fmt: skip
 
 
 def module_name(path: Path) -> str:

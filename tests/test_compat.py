@@ -82,6 +82,12 @@ def test_rules_check_runs_trls_rules_for_another_world_without_touching_devices(
     assert dict(PartialState._shared_state) == before  # no process group, no device chosen
 
 
+def test_rules_check_reports_fields_as_trl_resolved_them():
+    # value_rules accepts `scale_rewards: false` because TRL itself turns it into "none"
+    check = trl_internals.grpo_rules_check({"scale_rewards": False}, world_size=1, output_dir="unused", fields=("scale_rewards",))
+    assert check.error is None and check.resolved["scale_rewards"] == "none"
+
+
 # ----------------------------------------------------------------------------- SageMaker SDK
 
 
@@ -108,3 +114,37 @@ def test_mlflow_dataset_entity_and_dataset_fingerprint():
     assert isinstance(fingerprint, str) and fingerprint
     entity = mlflow_dataset_entity(from_huggingface(table, name="train"))
     assert entity.name == "train" and entity.digest
+
+
+# ----------------------------------------------------------------------------- dynamic sampling (TRL 1.16.0)
+
+# Tensors GRPOTrainer returns only for image inputs, which dynamic sampling refuses.
+MULTIMODAL_OUTPUTS = {
+    "pixel_values", "image_grid_thw", "pixel_attention_mask", "spatial_shapes", "image_sizes", "token_type_ids",
+    "mm_token_type_ids", "image_position_ids", "num_images", "num_tiles",
+}  # fmt: skip
+
+
+def test_grpo_trainer_still_generates_and_scores_through_the_methods_dynamic_sampling_wraps():
+    import re
+
+    from trl import GRPOTrainer
+
+    from grpokit.trainer.generation_rounds import LEFT_PADDED, RECOUNTED, RIGHT_PADDED
+
+    assert list(inspect.signature(GRPOTrainer._generate_and_score_completions).parameters) == ["self", "inputs"]
+    assert "self._generate_and_score_completions(" in inspect.getsource(GRPOTrainer._prepare_inputs)
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "rewards_per_func = self._calculate_rewards(" in source, "the gathered rewards no longer come from here"
+    literal = re.search(r"output = \{(.*?)\n        \}", source, flags=re.DOTALL)
+    returned = set(re.findall(r'"(\w+)":', literal.group(1))) | set(re.findall(r'output\["(\w+)"\] =', source))
+    unknown = returned - set(LEFT_PADDED) - set(RIGHT_PADDED) - set(RECOUNTED) - MULTIMODAL_OUTPUTS
+    assert {"prompt_ids", "completion_mask", "advantages", "num_items_in_batch"} <= returned
+    assert unknown == set(), f"GRPOTrainer returns tensors dynamic sampling cannot join: {unknown}"
+
+
+def test_calculate_rewards_returns_one_row_per_completion_and_one_column_per_reward(tiny_trainer):
+    rewards = tiny_trainer._calculate_rewards(
+        [{"prompt": "1+1="}, {"prompt": "2+2="}], ["1+1=", "2+2="], ["2", "4"], [[50], [52]]
+    )
+    assert tuple(rewards.shape) == (2, 1)  # [completions of every process, reward functions]

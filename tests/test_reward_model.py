@@ -9,27 +9,8 @@ import pytest
 
 from grpokit.config import load_config
 from grpokit.errors import RewardConfigError
-from grpokit.model.builtin import resolve_model_path
 from grpokit.pipeline import build_reward_set
 from grpokit.rewards import build_reward
-
-
-@pytest.fixture(scope="module")
-def tiny_reward_model(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer Qwen2ForSequenceClassification, num_labels 1, with builtin:tiny's tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
-
-    directory = tmp_path_factory.mktemp("reward_model")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("builtin:tiny"))
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    Qwen2ForSequenceClassification(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def direct_scores(directory: Path, texts: list[str]) -> list[float]:

@@ -142,15 +142,16 @@ def test_rerun_slices_per_completion_lists_only():
     [
         ([1, 0.5, None], [1.0, 0.5, None]),  # None means "not applicable" to TRL
         ([True, np.float32(0.25), np.int64(2)], [1.0, 0.25, 2.0]),
-        ([math.nan, -1.0, 0], [None, -1.0, 0.0]),  # NaN is TRL's "not applicable" too
+        ([-1.0, 0], [-1.0, 0.0]),
         (np.array([0.0, 1.0, 2.0]), [0.0, 1.0, 2.0]),
     ],
 )
 def test_valid_outputs_become_floats_or_none(returned, expected):
-    assert guard(fixed(returned))(prompts=PROMPTS, completions=["a", "b", "c"]) == expected
+    completions = ["a", "b", "c"][: len(expected)]
+    assert guard(fixed(returned))(prompts=PROMPTS[: len(expected)], completions=completions) == expected
 
 
-@pytest.mark.parametrize("bad", ["high", math.inf, [1.0], {"score": 1}])
+@pytest.mark.parametrize("bad", ["high", math.inf, -math.inf, math.nan, np.float32("nan"), [1.0], {"score": 1}])
 def test_non_numeric_score_names_reward_and_row(bad):
     with pytest.raises(RunError) as caught:
         guard(fixed([0.0, bad, 1.0]))(prompts=PROMPTS, completions=["a", "b", "c"], grpokit_row=[7, 8, 9])
@@ -161,6 +162,14 @@ def test_non_numeric_score_with_zero_is_counted():
     guarded = guard(fixed([0.5, "high", 1.0]), on_error="zero")
     assert guarded(prompts=PROMPTS, completions=["a", "b", "c"]) == [0.5, 0.0, 1.0]
     assert guarded.failures == 1
+
+
+def test_a_nan_score_is_a_failure_not_a_silent_none():
+    # TRL reads NaN as "not applicable": a reward that divides by zero would train on nothing, silently
+    with pytest.raises(RunError, match=r'reward "fixed" failed on dataset row 5: TypeError: returned nan'):
+        guard(fixed([0.5, math.nan, 1.0]))(prompts=PROMPTS, completions=["a", "b", "c"], grpokit_row=[4, 5, 6])
+    counted = guard(fixed([math.nan, math.nan, 1.0]), on_error="zero")
+    assert counted(prompts=PROMPTS, completions=["a", "b", "c"]) == [0.0, 0.0, 1.0] and counted.failures == 2
 
 
 @pytest.mark.parametrize("on_error", ["raise", "zero"])

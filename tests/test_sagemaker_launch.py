@@ -237,7 +237,7 @@ def test_user_reward_files_travel_in_the_config_channel(tmp_path):
 
 
 def test_requirements_pin_this_machines_versions_and_leave_torch_to_the_image(tmp_path):
-    lines = plan_for(tmp_path).requirements
+    lines = plan_for(tmp_path, wandb_token=None).requirements  # a wandb_token alone turns W&B on (the AWS sample's trigger)
     assert f"trl=={importlib.metadata.version('trl')}" in lines
     assert f"transformers=={importlib.metadata.version('transformers')}" in lines
     assert not any(line.startswith("torch") for line in lines)

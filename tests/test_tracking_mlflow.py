@@ -101,6 +101,7 @@ def tracked_config(tiny_config: dict, server_url: str, experiment: str, **extra)
         **SECRETS,
         "mlflow_uri": server_url,
         "mlflow_experiment_name": experiment,
+        "wandb_mode": "offline",  # wandb_token alone turns W&B on (as in the AWS sample); keep it on this machine
         "log_completions_every": 1,
         "system_metrics_interval": 1.0,
         **extra,

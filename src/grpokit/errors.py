@@ -2,7 +2,9 @@
 
 Every error says what went wrong, where (a file, a key, a row) and how to fix it. The CLI turns a
 `GrpokitError` into that message and its `exit_code`: 2 for bad input (config, data, paths, usage),
-1 for a failure during a run.
+1 for a failure during a run, 3 when a health check stopped the run (`HealthCheckStopped`, after
+saving a checkpoint), 4 when the hang watchdog stopped it (`RunHung`). 130 / 143: stopped by Ctrl-C /
+SIGTERM after saving a checkpoint.
 """
 
 from __future__ import annotations
@@ -54,6 +56,18 @@ class RunError(GrpokitError):
     exit_code = 1
 
 
+class HealthCheckStopped(RunError):
+    """A health check with `action: stop` tripped; a checkpoint was saved first. `exit_code` 3."""
+
+    exit_code = 3
+
+
+class RunHung(RunError):
+    """The hang watchdog saw no step complete in time; every rank's stacks were dumped. `exit_code` 4."""
+
+    exit_code = 4
+
+
 # ----------------------------------------------------------------------------- config keys
 
 
@@ -98,6 +112,9 @@ def config_error_from_validation(
             section = section_model(field_info.annotation) if field_info is not None else None
         candidates = set(section.model_fields) if section is not None else set()
         return unknown_key_error(key, candidates, source, prefix + "".join(f"{parent}." for parent in parents))
+    if not location:  # a rule over several keys (a model validator): its message names them
+        message = first["msg"].removeprefix("Value error, ")
+        return ConfigError(message, where=source, fix="change the keys named above")
     if first["type"] == "missing":
         return ConfigError(f"required config key '{location}' is missing", where=source, fix=f"add '{location}: ...' to the config")
     return ConfigError(

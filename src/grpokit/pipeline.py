@@ -7,8 +7,13 @@ has every column those rewards read, before any model is loaded.
 
 from __future__ import annotations
 
+import dataclasses
+
 from grpokit.config.schema import RunConfig
+from grpokit.config.trl_fields import trl_defaults
+from grpokit.data.hub import load_hub_datasets, load_hub_split
 from grpokit.data.loading import LoadedData, load_datasets
+from grpokit.data.prompt_lengths import bound_prompt_lengths, prompt_token_limit
 from grpokit.data.prompts import prepare_dataset
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
@@ -17,23 +22,33 @@ from grpokit.rewards.reward_set import RewardSet, RewardSpec, build_rewards, def
 
 
 def build_reward_set(config: RunConfig) -> RewardSet:
-    """The config's `rewards:` (default: the AWS sample's three), plus `reward_model_name_or_path` when set.
+    """The config's `rewards:` (default: rouge_l, length, format), and `reward_model_name_or_path`.
+
+    `reward_model_name_or_path` without a `rewards:` list scores with the reward model alone, as the
+    AWS sample's accelerate variant (`grpo_advanced.py`) and `trl grpo` do; with a list, it is added
+    to it.
 
     Raises:
         ConfigError: `rewards:` is an empty list.
         RewardConfigError: a reward is unknown or badly parameterised.
     """
-    specs = config.options.rewards if config.options.rewards is not None else default_reward_specs()
-    if not specs:
-        raise ConfigError("rewards: is an empty list", where=config.source, fix="list at least one reward, or remove the key")
-    if config.options.reward_model_name_or_path:  # the AWS sample's key: one more reward, the model's score
-        specs = [*specs, RewardSpec(name="reward_model", model_name_or_path=config.options.reward_model_name_or_path)]
+    options = config.options
+    if options.rewards is None and options.reward_model_name_or_path:  # the reward model alone
+        specs = []
+    else:
+        specs = options.rewards if options.rewards is not None else default_reward_specs()
+        if not specs:
+            raise ConfigError("rewards: is an empty list", where=config.source, fix="list at least one reward, or remove the key")
+    if options.reward_model_name_or_path:
+        specs = [*specs, RewardSpec(name="reward_model", model_name_or_path=options.reward_model_name_or_path)]
     return build_rewards(specs, base_dir=config.base_dir)
 
 
 def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
     """The train (and test) datasets, checked against the columns the rewards read."""
     options = config.options
+    if options.load_dataset is not None:  # TRL's dataset_name: datasets.load_dataset
+        return load_hub_datasets(options.load_dataset, options.dataset, required_columns=reward_set.required_columns)
     return load_datasets(
         options.train_dataset_path,
         options.test_dataset_path,
@@ -45,6 +60,9 @@ def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
 def load_split_rows(config: RunConfig, reward_set: RewardSet, split: str, max_rows: int | None) -> list[dict]:
     """The prepared rows of the `train` or `test` split, checked against the rewards' columns."""
     options = config.options
+    if options.load_dataset is not None:
+        dataset = load_hub_split(options.load_dataset, options.dataset, split, required_columns=reward_set.required_columns)
+        return [dataset[i] for i in range(len(dataset) if max_rows is None else min(max_rows, len(dataset)))]
     if split == "test" and options.test_dataset_path is None:
         raise ConfigError(
             "the config has no test_dataset_path to evaluate on",
@@ -82,3 +100,36 @@ def generation_settings(config: RunConfig, *, num_samples: int, batch_size: int 
         seed=args.seed,
         chat_template_kwargs=dict(args.chat_template_kwargs or {}),
     )
+
+
+def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_context: int | None) -> tuple[LoadedData, list[str]]:
+    """The run's data with every prompt within the prompt limit, and one line of token-length percentiles per split.
+
+    The limit is `max_prompt_length`, else `model_context` less `max_completion_length`; prompts over
+    it are an error, or cut to fit with `truncate_prompts: true` (see `grpokit.data.prompt_lengths`).
+
+    Raises:
+        DataError: prompts over the limit (how many, the longest row), or no room left for a prompt.
+    """
+    trl_value = {**trl_defaults(), **config.trl_args}.get
+    limit = prompt_token_limit(
+        config.options.max_prompt_length,
+        max_completion_length=trl_value("max_completion_length"),
+        model_context=model_context,
+        source=config.source,
+    )
+    splits, lines = {}, []
+    for split, dataset in (("train", data.train), ("test", data.test)):
+        if dataset is None:
+            splits[split] = None
+            continue
+        splits[split], lengths = bound_prompt_lengths(
+            dataset,
+            tokenizer,
+            limit=limit,
+            truncate=config.options.truncate_prompts,
+            source=f"{split} dataset ({config.source})",
+            chat_template_kwargs=trl_value("chat_template_kwargs"),
+        )
+        lines.append(lengths.describe(split))
+    return dataclasses.replace(data, train=splits["train"], test=splits["test"]), lines

@@ -4,8 +4,10 @@ Two kinds of secret are masked:
 
 - the value of every config key whose last word names a secret (`token`, `hub_token`, `wandb_token`,
   `api_key`, `password`, an `Authorization` header, ...), by `mask_secrets` on a config mapping;
-- the password part of a URL (`https://user:password@host` -> `https://user:***@host`) and every
-  secret value seen while loading a config (`remember_secret`), by `mask_text` on any text.
+- the userinfo of a URL (`https://user:password@host` -> `https://user:***@host`, a lone
+  `https://token@host` -> `https://***@host`), the passwords of URLs in a loaded config wherever they
+  appear (`pass@host:8000` in a library's message), and every secret value seen while loading a
+  config (`remember_secret`), by `mask_text` on any text.
 
 `MaskingFilter` applies `mask_text` to every log record; the CLI applies it to every error message;
 `grpokit_config.yaml`, the logged config and the trackers' params go through `mask_secrets`.
@@ -28,6 +30,10 @@ SECRET_KEY_LAST_WORDS = (
 )  # fmt: skip
 # scheme://user:password@host -> group 1 is everything before the password.
 URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]+):[^/@\s]+@")
+# scheme://token@host (userinfo without a password: often a token) -> group 1 is the scheme.
+URL_LONE_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@:\s]+@")
+# The password of scheme://user:password@host, remembered when a config is loaded.
+URL_USERINFO_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]+:([^/@\s]+)@")
 # Secret values shorter than this are not masked inside free text: "abc" would mask unrelated words.
 MIN_REMEMBERED_LENGTH = 6
 
@@ -55,11 +61,15 @@ def remember_secrets_in(value: Any, key: str = "") -> None:
             remember_secrets_in(item, key)
     elif key and is_secret_key(key):
         remember_secret(value)
+    elif isinstance(value, str) and "@" in value:
+        for match in URL_USERINFO_PASSWORD.finditer(value):  # a library may print the URL cut up
+            remember_secret(match.group(1))
 
 
 def mask_text(text: str) -> str:
     """`text` with URL passwords and every remembered secret value replaced by `***`."""
     text = URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    text = URL_LONE_USERINFO.sub(rf"\1{MASK}@", text)
     for secret in sorted(_remembered, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)

@@ -1,12 +1,11 @@
 """The `grpokit` command line. It only parses arguments and calls the library.
 
-Exit codes: 0 success, 2 bad input (config, data, paths, usage), 1 failure during a run.
+Exit codes: 0 success, 2 bad input (config, data, paths, usage), 1 failure during a run, 3 stopped by a
+health check (checkpoint saved), 4 stopped by the hang watchdog, 130 / 143 stopped by Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,9 @@ from rich.table import Table
 
 from grpokit.cli.common import ConfigArg, SetOption, console, reporting_errors, setup_logging, stdout
 from grpokit.cli.launch import launch_app
+from grpokit.cli.migration import accelerate_launch_options, print_default_differences
+from grpokit.cli.migration import convert as convert_command
+from grpokit.cli.train import train_here, train_with_torchrun
 from grpokit.formatting import fmt
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
 @app.command()
 def train(
     config: ConfigArg,
@@ -40,67 +44,14 @@ def train(
 ) -> None:
     """Train with GRPO as CONFIG says, and save the model. See docs/distributed.md for several processes."""
     setup_logging(verbose)
+    rendezvous_options = {"nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr, "master_port": master_port}
+    if nproc is None:  # an accelerate config under distributed: carries its process count
+        with reporting_errors():
+            nproc, rendezvous_options = accelerate_launch_options(config, list(set_ or []), rendezvous_options)
     if nproc is not None:
-        _train_with_torchrun(
-            config, list(set_ or []), nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr, master_port=master_port
-        )
+        train_with_torchrun(config, list(set_ or []), nproc, **rendezvous_options)
     with reporting_errors():
-        _train_here(config, list(set_ or []))
-
-
-def _train_here(config: Path, overrides: list[str]) -> None:
-    """Train in this process (one rank of a torchrun job, or the only process)."""
-    from grpokit.config import load_config
-    from grpokit.launch.container import in_sagemaker, sagemaker_overrides
-    from grpokit.outputs.report import write_report
-    from grpokit.trainer import train as run_training
-
-    if in_sagemaker():  # channels, SM_MODEL_DIR and /opt/ml/checkpoints replace local paths
-        overrides += sagemaker_overrides(load_config(config, overrides).options)
-    result = run_training(load_config(config, overrides), console=console)
-    if not _is_main_process():
-        return
-    for name, count in result.reward_failures.items():
-        console.print(f"[yellow]warning:[/] reward '{name}' failed on {count} completions (scored 0.0, on_error: zero)")
-    report = write_report(result.output_dir).html
-    if result.stopped_by_signal is not None:
-        console.print(
-            f"[yellow]stopped by signal {result.stopped_by_signal} at step {result.global_step}[/]; "
-            "the checkpoint is saved: run the same command again to resume"
-        )
-        raise typer.Exit(128 + result.stopped_by_signal)  # as a shell reports a process ended by that signal
-    stdout.print(
-        f"trained {result.global_step} steps in {result.train_seconds:.0f} s; model saved to [bold]{result.output_dir}[/]"
-    )
-    stdout.print(f"report: [bold]{report}[/]")
-
-
-def _train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendezvous_options) -> None:
-    """Re-run this command under torchrun (minus the launch options) and exit with its exit code.
-
-    The config is checked here first, for the job's number of processes, so a bad config is one
-    message and exit code 2 rather than one traceback per rank.
-    """
-    from grpokit.config import load_config
-    from grpokit.launch.torchrun import (
-        needs_launcher,
-        resolve_rendezvous,
-        run_forwarding_signals,
-        torchrun_command,
-    )
-
-    with reporting_errors():
-        rendezvous = resolve_rendezvous(nproc, **rendezvous_options)
-        if needs_launcher(rendezvous):
-            grpokit_logger = logging.getLogger("grpokit")
-            level = grpokit_logger.level
-            grpokit_logger.setLevel(logging.ERROR)  # the ranks print the fallback warnings themselves
-            try:
-                load_config(config, overrides, world_size=rendezvous.nproc_per_node * rendezvous.nnodes)
-            finally:
-                grpokit_logger.setLevel(level)
-    if needs_launcher(rendezvous):
-        raise typer.Exit(run_forwarding_signals(torchrun_command(sys.argv[1:], rendezvous)))
+        train_here(config, list(set_ or []))
 
 
 @app.command()
@@ -108,21 +59,41 @@ def validate(
     config: ConfigArg,
     set_: SetOption = None,
     rows: Annotated[int, typer.Option(help="Dataset rows to run the rewards on.")] = 2,
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Also sample the model on 16 prompts and print the probe's one-line projection.")
+    ] = False,
+    trial_step: Annotated[
+        bool, typer.Option(help="Run one GRPO step with the config's TRL settings and rewards on the built-in model.")
+    ] = True,
 ) -> None:
     """Check CONFIG, the data, the model and the rewards without training."""
     setup_logging()
     with reporting_errors():
-        from grpokit.commands.validate import validate as run_validation
         from grpokit.config import load_config
 
-        report = run_validation(load_config(config, set_ or []), rows=rows)
+        run_config = load_config(config, set_ or [])  # before the model stage is imported: bad input fails fast
+        from grpokit.commands.validate import validate as run_validation
+
+        report = run_validation(run_config, rows=rows, trial_step=trial_step)
         stdout.print(f"[green]config ok[/]: {config}")
+        print_default_differences(run_config)
         stdout.print(f"[green]data ok[/]: {report.data_description}")
+        for line in report.prompt_lengths:
+            stdout.print(f"[green]prompts ok[/]: {line}")
         stdout.print(
             f"[green]model ok[/]: {report.model.source} ({report.model.model_type}, {report.model.num_parameters_hint}"
             f"{', chat template' if report.model.has_chat_template else ', no chat template'})"
         )
         stdout.print(_reward_table(report))
+        if report.trial_step is not None:
+            stdout.print(
+                f"[green]trial step ok[/]: one GRPO step with these settings and rewards on builtin:tiny "
+                f"({report.trial_step.seconds:.1f} s); the run trains {report.trial_step.total_steps:,} steps"
+            )
+        if probe:
+            from grpokit.commands.probe import ProbeOptions, projection_line, run_probe
+
+            stdout.print(projection_line(run_probe(run_config, ProbeOptions(rows=16, write_json=False))))
 
 
 def _reward_table(report) -> Table:
@@ -177,13 +148,29 @@ def demo(
 
 @app.command()
 def report(
-    output_dir: Annotated[Path, typer.Argument(help="The output_dir of a finished or running training.")],
+    output_dirs: Annotated[list[Path], typer.Argument(help="The output_dir of a finished, stopped or running training; two or more: compare them.")],
+    output: Annotated[Path, typer.Option(help="With two or more runs: where the compare page goes.")] = Path("compare.html"),
 ) -> None:
-    """Write OUTPUT_DIR/report.html: curves, per-reward statistics, sample completions and the config."""
+    """Write OUTPUT_DIR/report.html: health, curves, per-reward statistics, sample completions and the config."""
+    if len(output_dirs) > 1:
+        compare(output_dirs, output)
+        return
     with reporting_errors():
         from grpokit.outputs.report import write_report
 
-        stdout.print(f"report: [bold]{write_report(output_dir).html}[/]")
+        stdout.print(f"report: [bold]{write_report(output_dirs[0]).html}[/]")
+
+
+@app.command()
+def compare(
+    output_dirs: Annotated[list[Path], typer.Argument(help="Two or more training output directories.")],
+    output: Annotated[Path, typer.Option(help="Where the compare page goes.")] = Path("compare.html"),
+) -> None:
+    """Put runs side by side: health, curves overlaid, configs diffed, completions for the same prompts."""
+    with reporting_errors():
+        from grpokit.outputs.compare import write_compare
+
+        stdout.print(f"compare: [bold]{write_compare(output_dirs, output)}[/]")
 
 
 @app.command()
@@ -221,18 +208,20 @@ def rewards(
         Path | None,
         typer.Option(help='JSON Lines of completions: a string or chat message list per line, or {"completion": ..., "row": N}.'),
     ] = None,
-    generate: Annotated[bool, typer.Option("--generate", help="Generate the completions with the config's model.")] = False,
+    generate: Annotated[bool, typer.Option("--generate", help="Generate the completions with the config's model (the default).")] = False,
     num_samples: Annotated[int, typer.Option(help="With --generate: completions per row (1: greedy).")] = 1,
     split: Annotated[str, typer.Option(help="Dataset split: train or test.")] = "train",
 ) -> None:
     """Run every configured reward on a few rows and print each score and the weighted total."""
     setup_logging()
     with reporting_errors():
-        from grpokit.commands.rewards import debug_rewards, scores_table
         from grpokit.config import load_config
 
+        run_config = load_config(config, set_ or [])
+        from grpokit.commands.rewards import debug_rewards, scores_table
+
         report = debug_rewards(
-            load_config(config, set_ or []),
+            run_config,
             rows=rows,
             completions_file=completions,
             generate=generate,
@@ -257,15 +246,49 @@ def eval_(
     """Generate completions for a dataset split with MODEL, score them with the configured rewards."""
     setup_logging()
     with reporting_errors():
-        from grpokit.commands.evaluate import EvalOptions, eval_table, run_eval
         from grpokit.config import load_config
+
+        run_config = load_config(config, set_ or [])
+        from grpokit.commands.evaluate import EvalOptions, eval_table, run_eval
 
         options = EvalOptions(
             split=_split_name(split), num_samples=num_samples, max_rows=rows, reference_column=reference_column
         )
-        report = run_eval(load_config(config, set_ or []), model, options, output_dir=output, compare=compare)
+        report = run_eval(run_config, model, options, output_dir=output, compare=compare)
         stdout.print(eval_table(report))
         stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
+
+
+@app.command()
+def probe(
+    config: ConfigArg,
+    set_: SetOption = None,
+    rows: Annotated[int, typer.Option(help="Prompts to probe: the first N rows of the training set.")] = 64,
+    samples: Annotated[
+        int | None, typer.Option(help="Completions per prompt (default: the config's num_generations, the group size).")
+    ] = None,
+    pass_threshold: Annotated[
+        float | None, typer.Option(help="A completion passes when its weighted total reaches this (default: the sum of the weights).")
+    ] = None,
+    write_filtered: Annotated[
+        Path | None,
+        typer.Option(help="Write the training data without the probed prompts whose samples all got one reward (.jsonl, .csv, .parquet)."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Where probe.json goes (default: <output_dir>/probe.json).")] = None,
+) -> None:
+    """Sample the model on a few prompts: rewards, zero-spread groups, lengths, speed, memory, projected run time."""
+    setup_logging()
+    with reporting_errors():
+        from grpokit.config import load_config
+
+        run_config = load_config(config, set_ or [])
+        from grpokit.commands.probe import ProbeOptions, probe_tables, projection_line, run_probe
+
+        options = ProbeOptions(rows=rows, samples=samples, pass_threshold=pass_threshold, write_filtered=write_filtered)
+        report = run_probe(run_config, options, json_path=output)
+        for table in probe_tables(report):
+            stdout.print(table)
+        stdout.print(projection_line(report))
 
 
 def _split_name(split: str) -> str:
@@ -274,16 +297,13 @@ def _split_name(split: str) -> str:
     return split
 
 
-def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def main() -> None:
     """Console-script entry point."""
     app()
 
 
 app.add_typer(launch_app, name="launch")
+app.command(name="convert")(convert_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,24 +38,39 @@ def setup_logging(verbose: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers 5 renames gradient_checkpointing; TRL still uses the old name. Not the user's to fix.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
-    with contextlib.suppress(ImportError):
-        import transformers
-
-        transformers.logging.set_verbosity_error()
+    # transformers reads this when it is imported; importing it here (2 s) would delay every error report
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].logging.set_verbosity_error()
 
 
 @contextlib.contextmanager
 def reporting_errors() -> Iterator[None]:
-    """Turn a `GrpokitError` into one clear message and its exit code; no traceback."""
+    """Turn a `GrpokitError` into one clear message and its exit code; no traceback.
+
+    A filesystem fault from any command (a full disk, a read-only folder, a file where a folder should
+    be) is reported the same way (`outputs.fs_faults`); every other exception keeps its traceback.
+    """
     try:
         yield
     except GrpokitError as error:
-        from grpokit.launch.container import write_failure
+        _report(error)
+    except OSError as error:
+        from grpokit.outputs.fs_faults import filesystem_fault
 
-        message = mask_text(error.message)  # no secret reaches an error message
-        write_failure(message)  # shown by DescribeTrainingJob; does nothing outside SageMaker
-        console.print(f"[bold red]error:[/] {message}", highlight=False)
-        raise typer.Exit(error.exit_code) from None
+        fault = filesystem_fault(error)
+        if fault is None:
+            raise
+        _report(fault)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
+
+
+def _report(error: GrpokitError) -> None:
+    from grpokit.launch.container import write_failure
+
+    message = mask_text(error.message)  # no secret reaches an error message
+    write_failure(message)  # shown by DescribeTrainingJob; does nothing outside SageMaker
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(error.exit_code) from None

@@ -79,6 +79,12 @@ def sagemaker(
     output_s3_uri: Annotated[
         str | None, typer.Option(help="Where model.tar.gz goes.", rich_help_panel=_SETTINGS)
     ] = None,
+    keep_alive: Annotated[
+        int | None, typer.Option(help="Warm pool: keep the instances N seconds after the job (at most 3600).", rich_help_panel=_SETTINGS)
+    ] = None,
+    launcher: Annotated[
+        str | None, typer.Option(help="torchrun (default) or accelerate (accelerate launch with the distributed: file).", rich_help_panel=_SETTINGS)
+    ] = None,
     tag: Annotated[
         list[str] | None, typer.Option(help="Job tag KEY=VALUE (repeatable).", rich_help_panel=_SETTINGS)
     ] = None,
@@ -123,6 +129,8 @@ def sagemaker(
             "max_wait_seconds": max_wait,
             "checkpoint_s3_uri": checkpoint_s3_uri,
             "output_s3_uri": output_s3_uri,
+            "keep_alive_seconds": keep_alive,
+            "launcher": launcher,
             "tags": job_settings.parse_key_values(tag, option="--tag") if tag else None,
             "environment": job_settings.parse_key_values(env, option="--env", local_env=os.environ)
             if env

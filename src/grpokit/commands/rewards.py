@@ -48,15 +48,16 @@ def debug_rewards(
     """Score completions of the first `rows` rows (4 by default when generating) with every reward.
 
     Raises:
-        ConfigError: neither or both of `completions_file` and `generate`.
+        ConfigError: both `completions_file` and `generate` (with neither, the completions are generated).
         DataError: the completions file is unreadable, or names rows the split lacks.
         RunError: a reward with `on_error: raise` failed.
     """
-    if (completions_file is None) == (not generate):
+    if completions_file is not None and generate:
         raise ConfigError(
-            "give either --completions FILE or --generate" if not generate else "--completions and --generate together",
-            fix="--completions FILE scores your completions; --generate samples them from the config's model",
+            "--completions and --generate together",
+            fix="--completions FILE scores your completions; --generate (the default) samples them from the config's model",
         )
+    generate = completions_file is None  # no file: generating with the config's model is the obvious default
     reward_set = build_reward_set(config)
     if generate:
         sample = load_split_rows(config, reward_set, split, rows or 4)

@@ -2,17 +2,20 @@
 
 Loads and checks the config, loads the data against the rewards' needs, checks the batch arithmetic
 (done by `load_config`), resolves model and tokenizer without loading weights, and runs every reward
-on a few dataset rows with dummy completions.
+on a few dataset rows with dummy completions. Then it measures the prompts in tokens (percentiles,
+the prompt limit) and runs one real GRPO step with the config's TRL settings and rewards on the
+built-in model (`trial_step`), so no value TRL or torch rejects in the loop passes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from grpokit.commands.trial_step import TrialStep, run_trial_step
 from grpokit.config.schema import RunConfig
 from grpokit.model.generation import completion_token_ids
-from grpokit.model.loading import ResolvedModel, resolve_model
-from grpokit.pipeline import build_reward_set, load_run_data
+from grpokit.model.loading import ResolvedModel, model_context_length, resolve_model
+from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
 from grpokit.rewards.reward_set import run_rewards_on_rows
 
 DUMMY_COMPLETIONS = ("", "<think>checking</think> <answer>42</answer>")
@@ -26,13 +29,21 @@ class ValidationReport:
     reward_weights: list[float]
     reward_rows: list[dict]  # one entry per (row, dummy completion): scores per reward and the weighted total
     fallback_warnings: list[str]
+    prompt_lengths: list[str] = field(default_factory=list)  # one line of token percentiles per split
+    trial_step: TrialStep | None = None
 
 
-def validate(config: RunConfig, *, rows: int = 2) -> ValidationReport:
-    """Run every check of a training run except training itself. Raises `GrpokitError` on bad input."""
+def validate(config: RunConfig, *, rows: int = 2, trial_step: bool = True) -> ValidationReport:
+    """Run every check of a training run except training itself. Raises `GrpokitError` on bad input.
+
+    `trial_step`: also run one GRPO step on the built-in model with the config's settings and rewards.
+    """
     reward_set = build_reward_set(config)
     data = load_run_data(config, reward_set)
     model = resolve_model(config.options)
+    data, prompt_lengths = bound_run_prompts(
+        config, data, model.tokenizer, model_context=model_context_length(config.options)
+    )
     sample = [data.train[i] for i in range(min(rows, len(data.train)))]
     scored = []
     for completion in DUMMY_COMPLETIONS:
@@ -40,6 +51,7 @@ def validate(config: RunConfig, *, rows: int = 2) -> ValidationReport:
         completion_ids = completion_token_ids(model.tokenizer, completions)  # for rewards counted in tokens
         for row, result in zip(sample, run_rewards_on_rows(reward_set, sample, completions, completion_ids=completion_ids)):
             scored.append({"row": row.get("grpokit_row"), "completion": completion, **result})
+    trial = run_trial_step(config, data.train, reward_set) if trial_step else None
     return ValidationReport(
         data_description=data.description,
         model=model,
@@ -47,6 +59,8 @@ def validate(config: RunConfig, *, rows: int = 2) -> ValidationReport:
         reward_weights=list(reward_set.weights),
         reward_rows=scored,
         fallback_warnings=list(config.fallback_warnings),
+        prompt_lengths=prompt_lengths,
+        trial_step=trial,
     )
 
 

@@ -7,6 +7,9 @@
 - `grpo_rules_check(trl_args, world_size)`: TRL's own `GRPOConfig` validation run as if the job had
   `world_size` processes, without setting up any device (overrides `TrainingArguments._setup_devices`
   and `world_size`), so a launcher can check a config for the job it is about to start.
+- `GenerationRoundHooks`: a mixin overriding `GRPOTrainer._generate_and_score_completions` and
+  `_calculate_rewards`, so dynamic sampling can run several generation rounds per training batch and
+  read each round's gathered rewards.
 
 `tests/test_compat.py` checks every one of these against the installed versions.
 """
@@ -93,8 +96,12 @@ def _config_class_for(world_size: int):
     return GRPOConfigForWorld
 
 
-def grpo_rules_check(trl_args: Mapping[str, Any], *, world_size: int, output_dir: str) -> RulesCheck:
+def grpo_rules_check(
+    trl_args: Mapping[str, Any], *, world_size: int, output_dir: str, fields: tuple[str, ...] = ()
+) -> RulesCheck:
     """Run TRL's GRPOConfig validation on `trl_args` for a job of `world_size` processes.
+
+    `resolved` holds the batch fields and `fields`, as TRL left them (`scale_rewards: false` -> "none").
 
     The rules checked are TRL's own (batch arithmetic, eval batch, generation batch against the global
     batch, and every other `__post_init__` check), independent of this machine's devices: precision
@@ -106,9 +113,33 @@ def grpo_rules_check(trl_args: Mapping[str, Any], *, world_size: int, output_dir
     try:
         config_class.__init__(instance, output_dir=output_dir, **device_free)
     except (ValueError, TypeError, ZeroDivisionError) as error:  # TRL 1.16 divides by num_generations unchecked
-        return RulesCheck(error=str(error), resolved=_resolved_fields(instance))
-    return RulesCheck(error=None, resolved=_resolved_fields(instance))
+        return RulesCheck(error=str(error), resolved=_resolved_fields(instance, fields))
+    return RulesCheck(error=None, resolved=_resolved_fields(instance, fields))
 
 
-def _resolved_fields(instance: Any) -> dict[str, Any]:
-    return {name: getattr(instance, name, None) for name in RESOLVED_BATCH_FIELDS}
+def _resolved_fields(instance: Any, fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {name: getattr(instance, name, None) for name in (*RESOLVED_BATCH_FIELDS, *fields)}
+
+
+class GenerationRoundHooks:
+    """Mixin for a GRPOTrainer subclass that builds each training batch from one or more generation rounds.
+
+    Put it before `GRPOTrainer` in the bases. In training, TRL's generate-and-score step goes through
+    `self.informative_generation_batch(inputs, generate)`, where `generate(rows)` is TRL's own step
+    (generation, rewards, advantages for `rows`); after each call `self.last_round_rewards` holds that
+    round's rewards, gathered over all processes (`[rows of every process, reward functions]`, NaN
+    where a reward gave None). Evaluation is left alone. Used by `grpokit.trainer.dynamic_sampling`.
+    """
+
+    last_round_rewards: Any = None
+
+    def _calculate_rewards(self, *args, **kwargs):  # private in TRL 1.16.0 (GRPOTrainer)
+        rewards = super()._calculate_rewards(*args, **kwargs)  # private in TRL 1.16.0 (GRPOTrainer)
+        self.last_round_rewards = rewards
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):  # private in TRL 1.16.0 (GRPOTrainer)
+        generate = super()._generate_and_score_completions  # private in TRL 1.16.0 (GRPOTrainer)
+        if not self.model.training:
+            return generate(inputs)
+        return self.informative_generation_batch(inputs, generate)

@@ -12,8 +12,11 @@
 | a path            | relative to the config file     | a preset-style YAML/JSON of TrainingArguments fields, an `accelerate config` YAML, a DeepSpeed JSON or a transformers FSDP JSON |
 
 The preset's fields sit under the config's own: a TRL key written in the config wins. The process
-count is not part of the preset: it comes from the launcher (`grpokit train --nproc N`, `torchrun`,
-`accelerate launch`), see `grpokit.launch.torchrun` and docs/distributed.md.
+count is not part of a preset: it comes from the launcher (`grpokit train --nproc N`, `torchrun`,
+`accelerate launch`), see `grpokit.launch.torchrun` and docs/distributed.md. An `accelerate config`
+file is the exception: its `mixed_precision` becomes `fp16` / `bf16`, and its `num_processes` is the
+process count `grpokit train` starts (see `grpokit.config.accelerate_file`); a key of it that cannot
+be honoured is an error naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
+from grpokit.config.accelerate_file import (
+    AccelerateSettings,
+    mixed_precision_fields,
+    read_accelerate_settings,
+)
 from grpokit.config.trl_fields import trl_field_types
+from grpokit.config.trl_versions import ORIGIN_FILE
 from grpokit.errors import ConfigError
 
 logger = logging.getLogger("grpokit.distributed")
@@ -63,6 +72,7 @@ class LoadedConfig(Protocol):
     trl_args: dict[str, Any]
     base_dir: Path
     source: str
+    trl_origins: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class DistributedSetup:
     kind: Kind
     trl_args: dict[str, Any] = field(default_factory=dict)
     file: Path | None = None
+    accelerate: AccelerateSettings | None = None  # an `accelerate config` file: mixed precision, process count
 
 
 # ----------------------------------------------------------------------------- resolving presets
@@ -139,13 +150,13 @@ def _classify(name: str, path: Path, data: dict[str, Any], source: str) -> Distr
 
 
 def _from_accelerate_config(name: str, path: Path, data: dict[str, Any], source: str) -> DistributedSetup:
-    """Translate an `accelerate config` file; its launch settings (num_processes, ...) are the launcher's."""
-    distributed_type = str(data["distributed_type"]).upper()
-    if distributed_type == "FSDP":
+    """Translate an `accelerate config` file: sharding here, mixed precision and processes in `accelerate`."""
+    settings = read_accelerate_settings(path, data, source)
+    if settings.distributed_type == "FSDP":
         return DistributedSetup(
-            name, "fsdp", {"fsdp": True, "fsdp_config": _fsdp_from_accelerate(data)}, path
+            name, "fsdp", {"fsdp": True, "fsdp_config": _fsdp_from_accelerate(data)}, path, settings
         )
-    if distributed_type == "DEEPSPEED":
+    if settings.distributed_type == "DEEPSPEED":
         section = data.get("deepspeed_config") or {}
         if section.get("deepspeed_config_file"):
             file = Path(section["deepspeed_config_file"]).expanduser()
@@ -154,9 +165,10 @@ def _from_accelerate_config(name: str, path: Path, data: dict[str, Any], source:
                 "deepspeed",
                 {"deepspeed": str(file if file.is_absolute() else path.parent / file)},
                 path,
+                settings,
             )
-        return DistributedSetup(name, "deepspeed", {"deepspeed": _deepspeed_from_accelerate(section)}, path)
-    return DistributedSetup(name, "ddp", {}, path)  # MULTI_GPU, MULTI_CPU, NO: plain data parallel
+        return DistributedSetup(name, "deepspeed", {"deepspeed": _deepspeed_from_accelerate(section)}, path, settings)
+    return DistributedSetup(name, "ddp", {}, path, settings)  # MULTI_GPU, MULTI_CPU, NO: plain data parallel
 
 
 def _fsdp_from_accelerate(data: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +220,8 @@ def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) 
     options, warnings = config.options, []
     if options.distributed is not None:
         setup = resolve_distributed(options.distributed, config.base_dir, config.source)
+        if setup.accelerate is not None:
+            warnings += _carry_accelerate_settings(config, setup, has_cuda=has_cuda, world_size=world_size)
         if setup.kind == "deepspeed" and not _is_installed("deepspeed"):
             raise ConfigError(
                 f"distributed: {options.distributed} needs the deepspeed package, which is not installed",
@@ -229,6 +243,47 @@ def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) 
     if not has_cuda and world_size > 1:
         config.trl_args.setdefault("use_cpu", True)
     log_on_main_process(logger, warnings)
+    return warnings
+
+
+def _carry_accelerate_settings(config: LoadedConfig, setup: DistributedSetup, *, has_cuda: bool, world_size: int) -> list[str]:
+    """An accelerate config's mixed precision into `fp16` / `bf16`; its process count checked against the job's.
+
+    Raises:
+        ConfigError: the file's mixed precision contradicts `bf16` / `fp16` set in the config itself.
+    """
+    settings, warnings = setup.accelerate, []
+    assert settings is not None
+    origin = f"distributed: {setup.name}"
+    wanted = mixed_precision_fields(settings)
+    if settings.mixed_precision in ("fp16", "bf16") and not has_cuda:
+        warnings.append(
+            f"distributed: {setup.name} sets mixed_precision: {settings.mixed_precision}, which needs a CUDA GPU; "
+            "training in float32 instead"
+        )
+        wanted = {}
+    for key, value in wanted.items():
+        written = config.trl_origins.get(key) == ORIGIN_FILE
+        if written and bool(config.trl_args.get(key)) != value:
+            raise ConfigError(
+                f"distributed: {setup.name} sets mixed_precision: {settings.mixed_precision}, but the config sets "
+                f"{key}: {config.trl_args.get(key)}",
+                where=config.source,
+                fix=f"remove {key} from the config (the accelerate file decides), or change mixed_precision in {setup.name}",
+            )
+        if not written:
+            config.trl_args[key] = value
+            config.trl_origins[key] = origin
+    for key, value in settings.trl_args.items():
+        if config.trl_origins.get(key) != ORIGIN_FILE:
+            config.trl_args[key] = value
+            config.trl_origins[key] = origin
+    launch = settings.launch
+    if launch is not None and world_size > 1 and launch.num_processes != world_size:
+        warnings.append(
+            f"distributed: {setup.name} sets num_processes: {launch.num_processes}, but this job runs {world_size} "
+            "processes: the launcher's count is used"
+        )
     return warnings
 
 

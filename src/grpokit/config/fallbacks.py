@@ -1,8 +1,8 @@
 """What a config gets on a machine without CUDA: the GPU-only options turned off, one warning line each.
 
-The same file then runs on a laptop: bf16 / fp16 train in float32, vLLM generation becomes
-transformers' `generate()`, Flash Attention 2 becomes SDPA, QLoRA loads unquantized, and a half
-precision dtype becomes float32.
+The same file then runs on a laptop: bf16 / fp16 train in float32, `tf32: true` (an Ampere GPU
+matmul mode) is dropped, vLLM generation becomes transformers' `generate()`, Flash Attention 2
+becomes SDPA, 4-bit and 8-bit loading load unquantized, and a half precision dtype becomes float32.
 """
 
 from __future__ import annotations
@@ -37,12 +37,16 @@ def apply_cpu_fallbacks(
             warnings.append(f"{flag}: true needs a CUDA GPU and none was found; using {instead} instead")
         trl_args[flag] = False
     trl_args.setdefault("dataloader_pin_memory", False)  # pinned memory only helps host-to-GPU copies
+    if explicit_trl.get("tf32"):  # transformers raises "--tf32 requires Ampere or a newer GPU" on a CPU
+        warnings.append("tf32: true needs an Ampere or newer CUDA GPU and none was found; using full float32 matmuls")
+        trl_args["tf32"] = None
     if options.attn_implementation == "flash_attention_2":
         warnings.append("attn_implementation: flash_attention_2 needs a CUDA GPU; using 'sdpa' instead")
         options.attn_implementation = "sdpa"
-    if options.load_in_4bit:
-        warnings.append("load_in_4bit: true (QLoRA) needs a CUDA GPU; loading the model unquantized in float32 instead")
-        options.load_in_4bit = False
+    for quantized in ("load_in_4bit", "load_in_8bit"):
+        if getattr(options, quantized):
+            warnings.append(f"{quantized}: true (bitsandbytes) needs a CUDA GPU; loading the model unquantized in float32 instead")
+            setattr(options, quantized, False)
     if options.dtype in ("bfloat16", "float16"):
         warnings.append(f"dtype: {options.dtype} on a CPU is slow or unsupported for training; using float32 instead")
         options.dtype = "float32"

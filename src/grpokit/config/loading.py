@@ -18,14 +18,22 @@ from pydantic import ValidationError
 
 from grpokit.config.distributed import apply_distributed
 from grpokit.config.fallbacks import apply_cpu_fallbacks, cuda_available
+from grpokit.config.migration import read_foreign_keys, split_trl_cli_keys
 from grpokit.config.schema import GrpokitOptions, RunConfig
+from grpokit.config.trl_cli import trl_cli_keys
 from grpokit.config.trl_fields import (
     GRPOKIT_TRL_DEFAULTS,
     check_batch_arithmetic,
     check_trl_value,
-    trl_field_types,
+    trl_field_names,
     world_size_from_env,
 )
+from grpokit.config.value_rules import (
+    check_documented_choices,
+    check_optimizer_and_schedule,
+    check_training_length,
+)
+from grpokit.config.yaml_file import read_yaml_file  # re-exported: grpokit.config.loading.read_yaml_file
 from grpokit.errors import ConfigError, config_error_from_validation, unknown_key_error
 from grpokit.outputs.files import CONFIG_FILE, atomic_write_text
 from grpokit.secrets import remember_secrets_in
@@ -33,28 +41,6 @@ from grpokit.secrets import remember_secrets_in
 
 def own_keys() -> set[str]:
     return set(GrpokitOptions.model_fields)
-
-
-def read_yaml_file(path: str | Path) -> dict[str, Any]:
-    """The YAML mapping in `path` (`{}` for an empty file).
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, or is not a mapping.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}", fix="pass the path of an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file is not valid YAML: {error}", where=str(path)) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file must be a YAML mapping of key: value, got a {type(data).__name__}", where=str(path)
-        )
-    return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -89,18 +75,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def split_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a flat mapping into grpokit's options and TRL's fields; unknown keys are an error."""
+    """Split a flat mapping into grpokit's options and TRL's fields; unknown keys are an error.
+
+    Only names are checked here, against TRL's field names read from its source, so an unknown key
+    is reported before TRL or torch is imported; `check_trl_values` checks the values' types.
+    """
     ours, theirs = {}, {}
-    trl_fields = trl_field_types()
+    trl_fields = trl_field_names()
     for key, value in data.items():
         key = str(key)
         if key in own_keys():
             ours[key] = value
         elif key in trl_fields:
-            theirs[key] = check_trl_value(key, value, source)
+            theirs[key] = value
         else:
-            raise unknown_key_error(key, own_keys() | set(trl_fields), source)
+            raise unknown_key_error(key, own_keys() | set(trl_fields) | trl_cli_keys(), source)
     return ours, theirs
+
+
+def check_trl_values(theirs: dict[str, Any], source: str) -> dict[str, Any]:
+    """TRL's fields with each value checked against the type TRL declares (this imports TRL)."""
+    return {key: check_trl_value(key, value, source) for key, value in theirs.items()}
 
 
 # ----------------------------------------------------------------------------- load_config
@@ -129,12 +124,21 @@ def load_config(
     remember_secrets_in(raw)  # masked in every log line and error message from here on
     if overrides:
         source += " (with --set overrides)"
+    raw_keys = {str(key) for key in raw}
+    raw, cli_keys = split_trl_cli_keys(raw, own_keys(), trl_field_names())  # trl grpo's ModelConfig / ScriptArguments keys
     ours, theirs = split_keys(raw, source)
+    # trl grpo keys -> grpokit options, `trl_defaults: <version>`, the AWS sample's flat keys (config.migration)
+    foreign = read_foreign_keys(
+        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source
+    )
+    ours, theirs = foreign.ours, foreign.theirs
     try:
         options = GrpokitOptions(**ours)
     except ValidationError as error:
         raise config_error_from_validation(error, source, model=GrpokitOptions) from None
-    trl_args = {**GRPOKIT_TRL_DEFAULTS, **theirs}
+    theirs = check_trl_values(theirs, source)  # the first step that imports TRL
+    trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
+    loaded_trl_args = dict(trl_args)
     has_cuda = _cuda_available() if cuda_available is None else cuda_available
     fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
     config = RunConfig(
@@ -143,12 +147,17 @@ def load_config(
         source=source,
         base_dir=Path(path).resolve().parent if path is not None else Path.cwd(),
         fallback_warnings=fallback_warnings,
+        trl_origins=foreign.origins(loaded_trl_args, loaded_trl_args, GRPOKIT_TRL_DEFAULTS),
     )
     processes = world_size_from_env() if world_size is None else world_size
     config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=processes)
+    config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)
     check_batch_arithmetic(trl_args, world_size=processes, source=source)
+    check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
+    check_training_length(trl_args, source)
     if world_size is None:
-        config.to_grpo_config()  # TRL's own validation of this process's config, at load time
+        grpo_args = config.to_grpo_config()  # TRL's own validation of this process's config, at load time
+        check_optimizer_and_schedule(grpo_args, trl_args, source)
     return config
 
 

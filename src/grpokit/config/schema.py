@@ -21,15 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from grpokit.config.distributed import distributed_trl_args
+from grpokit.config.dynamic_sampling import DynamicSamplingOptions
+from grpokit.config.health import HealthOptions
 from grpokit.config.trl_fields import GRPOKIT_TRL_DEFAULTS, SECRET_TRL_FIELDS, build_grpo_config
+from grpokit.data.hub import LoadDatasetOptions
 from grpokit.data.options import DatasetOptions
 from grpokit.launch.sagemaker.settings import SageMakerSettings
 from grpokit.outputs.files import CHECKPOINTS_DIR
-from grpokit.rewards.reward_set import RewardSpec
+from grpokit.rewards.spec import RewardSpec
 from grpokit.secrets import mask_secrets
+
+WANDB_TOKEN_PROJECT = "grpokit"  # the W&B project when a config sets wandb_token but no wandb_project
 
 
 class GrpokitOptions(BaseModel):
@@ -37,6 +42,12 @@ class GrpokitOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    # The TRL release the file was written against (see docs/migrating.md)
+    trl_defaults: str | None = Field(
+        None,
+        description="A TRL version, e.g. '0.17.0' (the AWS sample's): every TRL field the file does not set takes "
+        "that release's default (tables for TRL 0.14.0 to today ship with grpokit). None: the installed TRL's.",
+    )
     # Model
     model_id: str = Field(description="Hugging Face model id, local directory, or a built-in model like 'builtin:tiny'.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Off unless you trust it.")
@@ -52,10 +63,18 @@ class GrpokitOptions(BaseModel):
     lora_r: int = Field(8, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on LoRA layers.")
-    lora_target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Modules that get adapters: 'all-linear' or a list of module names."
+    lora_target_modules: list[str] | Literal["all-linear"] | None = Field(
+        "all-linear",
+        description="Modules that get adapters: 'all-linear' or a list of module names. None: PEFT's default for "
+        "the model's architecture (what `trl grpo` does).",
     )
+    lora_modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full and saved next to the adapter (e.g. lm_head). TRL: lora_modules_to_save."
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale adapters by lora_alpha/sqrt(r), not lora_alpha/r.")
+    use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA (a learned magnitude per output; slower).")
     load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4-bit NF4 with double quantization (CUDA only).")
+    load_in_8bit: bool = Field(False, description="Load the base model in 8-bit (bitsandbytes, CUDA only) and train LoRA adapters.")
     merge_weights: bool = Field(False, description="Save a merged model instead of the LoRA adapter.")
     # Several processes (see docs/distributed.md; the process count comes from the launcher)
     distributed: str | None = Field(
@@ -64,12 +83,37 @@ class GrpokitOptions(BaseModel):
         "accelerate, FSDP or DeepSpeed config. None: plain data parallel when launched on several processes.",
     )
     # Data
-    train_dataset_path: str = Field(description="Training data: JSON, JSONL, CSV, Parquet, a dataset.json directory or save_to_disk dir.")
+    train_dataset_path: str | None = Field(
+        None,
+        description="Training data: JSON, JSONL, CSV, Parquet, a dataset.json directory or save_to_disk dir. "
+        "Required unless load_dataset is set.",
+    )
+    load_dataset: LoadDatasetOptions | None = Field(
+        None,
+        description="Instead of train_dataset_path: a dataset read with datasets.load_dataset (a Hub id or a local "
+        "folder), as TRL's dataset_name, dataset_config, dataset_train_split and dataset_test_split.",
+    )
     test_dataset_path: str | None = Field(None, description="Optional evaluation data, same formats.")
     dataset: DatasetOptions = Field(default_factory=DatasetOptions, description="How rows become prompts.")
+    max_prompt_length: int | None = Field(
+        None,
+        gt=0,
+        description="Longest prompt in tokens (chat template applied). None: what fits the model's context "
+        "together with max_completion_length. Longer prompts are an error at load, unless truncate_prompts.",
+    )
+    truncate_prompts: bool = Field(
+        False,
+        description="Cut prompts longer than max_prompt_length (keeping their end, as TRL 0.x did) instead of "
+        "stopping with an error; the count is logged.",
+    )
     # Rewards
     rewards: list[RewardSpec] | None = Field(
         None, description="Reward functions with weights and parameters. None: rouge_l, length and format."
+    )
+    dynamic_sampling: DynamicSamplingOptions = Field(
+        default_factory=DynamicSamplingOptions,
+        description="Train only on groups whose completions got different rewards (DAPO): `true`, or "
+        "{enabled, max_rounds}. See docs/efficiency.md.",
     )
     reward_model_name_or_path: str | None = Field(
         None,
@@ -80,11 +124,29 @@ class GrpokitOptions(BaseModel):
     output_dir: str = Field("outputs/grpokit", description="Where the final model, metrics.jsonl and the report go.")
     checkpoint_dir: str | None = Field(None, description="Checkpoints. None: <output_dir>/checkpoints.")
     resume: str = Field("auto", description="'auto': resume from the last complete checkpoint; 'never'; or a checkpoint path.")
+    stop_timeout: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds the current step may still run after SIGTERM or Ctrl-C before the process exits "
+        "without a checkpoint for it (SageMaker kills 120 s after SIGTERM). A second signal exits at once.",
+    )
+    # Run health (see docs/health.md)
+    health: HealthOptions = Field(
+        default_factory=HealthOptions,
+        description="Health checks (NaN, zero reward spread, truncation, length, entropy, KL, reward hacking) and the "
+        "hang watchdog: each with a threshold and an action, warn or stop (checkpoint, then exit code 3; hang: 4).",
+    )
     # Tracking (AWS sample keys)
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI (http(s)://, file:, sqlite:, or a SageMaker ARN).")
     mlflow_experiment_name: str | None = Field(None, description="MLflow experiment; tracking is on when this and mlflow_uri are set.")
-    wandb_project: str | None = Field(None, description="Weights & Biases project; W&B is on when set.")
-    wandb_token: str | None = Field(None, description="W&B API key. Prefer the WANDB_API_KEY environment variable.")
+    wandb_project: str | None = Field(
+        None, description=f"Weights & Biases project; W&B is on when set, or when wandb_token is (project '{WANDB_TOKEN_PROJECT}')."
+    )
+    wandb_token: str | None = Field(
+        None,
+        description="W&B API key; a non-empty one turns W&B on, as in the AWS sample. Prefer the WANDB_API_KEY "
+        "environment variable.",
+    )
     token: str | None = Field(None, description="Hugging Face token. Prefer the HF_TOKEN environment variable.")
     # Launchers
     sagemaker: SageMakerSettings | None = Field(
@@ -115,6 +177,21 @@ class GrpokitOptions(BaseModel):
             raise ValueError(f"did you mean '{looks_like_mode[0]}'? resume is 'auto', 'never' or a checkpoint path")
         return value
 
+    @model_validator(mode="after")
+    def _one_training_dataset(self) -> GrpokitOptions:
+        if self.train_dataset_path is None and self.load_dataset is None:
+            raise ValueError("no training data: set train_dataset_path (a local file or directory) or load_dataset (TRL: dataset_name)")
+        if self.train_dataset_path is not None and self.load_dataset is not None:
+            raise ValueError("set either train_dataset_path or load_dataset (TRL: dataset_name), not both")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("load_in_4bit and load_in_8bit are both true: choose one")
+        return self
+
+    @property
+    def resolved_wandb_project(self) -> str | None:
+        """The W&B project to track to: `wandb_project`, or grpokit's when only `wandb_token` is set (the sample's trigger)."""
+        return self.wandb_project or (WANDB_TOKEN_PROJECT if self.wandb_token else None)
+
     @property
     def resolved_checkpoint_dir(self) -> str:
         return self.checkpoint_dir or str(Path(self.output_dir) / CHECKPOINTS_DIR)
@@ -129,12 +206,14 @@ class RunConfig:
     source: str
     base_dir: Path
     fallback_warnings: list[str] = field(default_factory=list)
+    trl_origins: dict[str, str] = field(default_factory=dict)  # TRL field -> where its value came from (trl_versions)
 
     def to_grpo_config(self):
         """Build TRL's `GRPOConfig` (checkpoints go to `checkpoint_dir`, as in the AWS sample)."""
         # The `distributed:` preset's fields (fsdp, fsdp_config, deepspeed, ...) first: keys in the config win.
         trl_args = {**distributed_trl_args(self.options.distributed, self.base_dir, self.source), **self.trl_args}
         trl_args = {key: value for key, value in trl_args.items() if key not in SECRET_TRL_FIELDS}
+        trl_args.pop("push_to_hub", None)  # grpokit pushes the final (merged) model itself: outputs/hub.py
         return build_grpo_config(trl_args, output_dir=self.options.resolved_checkpoint_dir, source=self.source)
 
     def summary(self) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from grpokit.compat.trl_internals import grpo_rules_check
+from grpokit.config.trl_names import dataclass_field_names
+from grpokit.config.value_rules import trl_normalised_value
 from grpokit.errors import ConfigError
 
 # TRL defaults that grpokit changes, each for a reason a user of a training tool would expect.
@@ -34,6 +36,11 @@ SECRET_TRL_FIELDS = ("hub_token",)
 # Where the rules check pretends the checkpoints go; it writes nothing.
 RULES_CHECK_OUTPUT_DIR = "grpokit-rules-check"
 GRPOKIT_MODULE_PATH = re.compile(r"\bgrpokit(\.\w+)*\.(?=[A-Z])")  # grpokit.data.options.DatasetOptions
+
+
+def trl_field_names() -> frozenset[str]:
+    """Every `GRPOConfig` field name, read from TRL's source without importing TRL (see `trl_names`)."""
+    return dataclass_field_names("trl", "GRPOConfig") or frozenset(trl_field_types())
 
 
 @functools.cache
@@ -75,11 +82,22 @@ def check_trl_value(key: str, value: Any, source: str) -> Any:
         # Lax validation also reads YAML 1.1 strings such as '3e-5' as the number they mean.
         return adapter.validate_python(value)
     except ValidationError:
+        accepted, normalised = trl_normalised_value(key, value)  # TRL converts some itself: scale_rewards: false
+        if accepted and _conforms(adapter, normalised):
+            return normalised
         raise ConfigError(
             f"'{key}' has the wrong type: got {value!r} ({type(value).__name__}), expected {type_name(annotation)}",
             where=source,
             fix=f"set {key} to a value of type {type_name(annotation)}",
         ) from None
+
+
+def _conforms(adapter: TypeAdapter, value: Any) -> bool:
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 def type_name(annotation: Any) -> str:

@@ -62,12 +62,7 @@ def generate_completions(
 def _generate_batch(model, tokenizer, prompts: list, settings: GenerationSettings) -> tuple[list[str], list[list[int]]]:
     import torch
 
-    rendered = [
-        tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **settings.chat_template_kwargs)
-        if isinstance(p, list)
-        else p
-        for p in prompts
-    ]
+    rendered = render_prompts(tokenizer, prompts, settings.chat_template_kwargs)
     inputs = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     sampling = (
         {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
@@ -85,6 +80,16 @@ def _generate_batch(model, tokenizer, prompts: list, settings: GenerationSetting
     new_ids = output[:, inputs["input_ids"].shape[1] :].tolist()  # [B * K, new]
     ids = [_until_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id) for row in new_ids]
     return tokenizer.batch_decode(ids, skip_special_tokens=True), ids
+
+
+def render_prompts(tokenizer, prompts: list, chat_template_kwargs: dict[str, Any] | None = None) -> list[str]:
+    """The text the model reads for each prompt: chat prompts through the chat template, text as it is."""
+    return [
+        tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **(chat_template_kwargs or {}))
+        if isinstance(p, list)
+        else p
+        for p in prompts
+    ]
 
 
 def _until_eos(ids: list[int], eos_id: int | None, pad_id: int | None) -> list[int]:

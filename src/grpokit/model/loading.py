@@ -122,17 +122,21 @@ def torch_dtype(options: GrpokitOptions, *, has_cuda: bool):
 
 
 def quantization_config(options: GrpokitOptions, compute_dtype, *, fsdp: bool):
-    """QLoRA: 4-bit NF4 with double quantization. Under FSDP the storage dtype matches the compute dtype."""
-    if not options.load_in_4bit:
+    """QLoRA: 4-bit NF4 with double quantization (or 8-bit). Under FSDP the storage dtype matches the compute dtype."""
+    if not (options.load_in_4bit or options.load_in_8bit):
         return None
+    key = "load_in_4bit" if options.load_in_4bit else "load_in_8bit"
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "load_in_4bit: true needs the bitsandbytes package",
+            f"{key}: true needs the bitsandbytes package",
             fix="pip install 'grpokit[gpu]' (or pip install bitsandbytes)",
         ) from None
     from transformers import BitsAndBytesConfig
+
+    if options.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
 
     extra = {"bnb_4bit_quant_storage": compute_dtype} if fsdp else {}
     return BitsAndBytesConfig(
@@ -185,7 +189,7 @@ def check_lora_targets(options: GrpokitOptions, model) -> None:
     """
     import torch
 
-    if not options.use_lora or options.lora_target_modules == "all-linear":
+    if not options.use_lora or options.lora_target_modules in ("all-linear", None):
         return
     names = [name for name, _ in model.named_modules()]
     missing = [t for t in options.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)]
@@ -201,10 +205,11 @@ def check_lora_targets(options: GrpokitOptions, model) -> None:
 def lora_config(options: GrpokitOptions):
     """The LoRA adapter TRL attaches to the model, or None for full fine-tuning."""
     if not options.use_lora:
-        if options.load_in_4bit:
+        quantized = "load_in_4bit" if options.load_in_4bit else "load_in_8bit" if options.load_in_8bit else None
+        if quantized:
             raise ConfigError(
-                "load_in_4bit: true trains adapters only, but use_lora is false",
-                fix="set use_lora: true for QLoRA, or load_in_4bit: false for full fine-tuning",
+                f"{quantized}: true trains adapters only, but use_lora is false",
+                fix=f"set use_lora: true for QLoRA, or {quantized}: false for full fine-tuning",
             )
         return None
     from peft import LoraConfig
@@ -213,7 +218,10 @@ def lora_config(options: GrpokitOptions):
         r=options.lora_r,
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
-        target_modules=options.lora_target_modules,
+        target_modules=options.lora_target_modules,  # None: PEFT's default for the architecture
+        modules_to_save=options.lora_modules_to_save,
+        use_rslora=options.use_rslora,
+        use_dora=options.use_dora,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -238,9 +246,28 @@ def load_model_for_inference(model_ref: str, options: GrpokitOptions):
         base = model.peft_config["default"].base_model_name_or_path
         tokenizer = load_tokenizer(options.model_copy(update={"model_id": str(local) if has_tokenizer else base}))
     else:
-        model_options = options.model_copy(update={"model_id": model_ref, "load_in_4bit": False})
+        model_options = options.model_copy(update={"model_id": model_ref, "load_in_4bit": False, "load_in_8bit": False})
         model = load_model(model_options, gradient_checkpointing=False)
         tokenizer = load_tokenizer(model_options)
     if has_cuda:
         model = model.to("cuda")
     return model.eval(), tokenizer
+
+
+CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def model_context_length(options: GrpokitOptions) -> int | None:
+    """The longest sequence the model takes, from its config (no weights); None when the config states none."""
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(model_source(options), **_pretrained_kwargs(options))
+    except (OSError, ValueError) as error:
+        raise _load_error(options, "config", error) from None
+    text_config = getattr(model_config, "text_config", None) or model_config  # multimodal configs nest it
+    for key in CONTEXT_LENGTH_KEYS:
+        value = getattr(text_config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -1,14 +1,20 @@
 """Checkpoints: marking one complete once written, and finding the one to resume from.
 
 A checkpoint directory is `checkpoint-<step>` as the transformers Trainer writes it. grpokit marks
-one complete (`grpokit_complete.json`) after the trainer has finished writing it; a checkpoint made
-by plain transformers/TRL counts as complete when its trainer state and weights are present.
+one complete (`grpokit_complete.json`) after the trainer has finished writing it, with a manifest of
+its files (sizes and checksums, see `checkpoint_checks`); a checkpoint made by plain transformers/TRL
+counts as complete when its trainer state and weights are present.
+
+Resume never trusts a checkpoint blindly: the newest complete one is verified first, and one that
+fails (a truncated `model.safetensors`, a file missing or changed) is set aside into `damaged-<time>/`
+with one warning saying what was wrong; the run resumes from the newest one that passes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +22,14 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from grpokit.errors import ConfigError
-from grpokit.outputs.files import COMPLETE_MARKER, SUPERSEDED_DIR_FORMAT, TEMPORARY_SUFFIX, atomic_write_text
+from grpokit.outputs.checkpoint_checks import checkpoint_problem, manifest
+from grpokit.outputs.files import (
+    COMPLETE_MARKER,
+    DAMAGED_DIR_FORMAT,
+    SUPERSEDED_DIR_FORMAT,
+    TEMPORARY_SUFFIX,
+    atomic_write_text,
+)
 
 logger = logging.getLogger("grpokit.checkpoints")
 
@@ -49,13 +62,34 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def last_complete_checkpoint(directory: str | Path) -> Path | None:
-    """The highest-step complete checkpoint; incomplete ones are skipped with a warning."""
+def last_complete_checkpoint(directory: str | Path, *, set_aside_damaged: bool = False) -> Path | None:
+    """The highest-step complete checkpoint that passes verification; others are skipped with a warning.
+
+    With `set_aside_damaged` (the main process, before resuming), a damaged one is also moved into
+    `damaged-<time>/` so no later run tries it again; nothing is deleted.
+    """
     for path in reversed(list_checkpoints(directory)):
-        if is_complete_checkpoint(path):
+        if not is_complete_checkpoint(path):
+            logger.warning("skipping incomplete checkpoint %s (it was cut short; an earlier one is used)", path)
+            continue
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
-        logger.warning("skipping incomplete checkpoint %s (it was cut short; an earlier one is used)", path)
+        moved = _set_aside_damaged(path) if set_aside_damaged else None
+        logger.warning(
+            "checkpoint %s is damaged (%s)%s; an earlier one is used", path, problem, f", moved to {moved}" if moved else ""
+        )
     return None
+
+
+def _set_aside_damaged(path: Path) -> Path | None:
+    target = path.parent / time.strftime(DAMAGED_DIR_FORMAT)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        path.rename(target / path.name)
+    except FileNotFoundError:  # another process of the job moved it first
+        return None
+    return target / path.name
 
 
 def resume_checkpoint(resume: str, checkpoint_dir: str | Path) -> Path | None:
@@ -63,7 +97,7 @@ def resume_checkpoint(resume: str, checkpoint_dir: str | Path) -> Path | None:
     if resume == "never":
         return None
     if resume == "auto":
-        return last_complete_checkpoint(checkpoint_dir)
+        return last_complete_checkpoint(checkpoint_dir, set_aside_damaged=os.environ.get("RANK", "0") == "0")
     path = Path(resume).expanduser()
     if checkpoint_step(path) is None and path.is_dir():
         latest = last_complete_checkpoint(path)
@@ -74,6 +108,13 @@ def resume_checkpoint(resume: str, checkpoint_dir: str | Path) -> Path | None:
             f"resume: {resume} is not a complete checkpoint directory",
             where="resume",
             fix="use 'auto', 'never', or the path of a checkpoint-<step> directory written by a previous run",
+        )
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise ConfigError(
+            f"resume: {resume} is damaged: {problem}",
+            where="resume",
+            fix="resume from an earlier checkpoint (resume: auto picks the newest whole one), or resume: never",
         )
     return path
 
@@ -113,6 +154,10 @@ class CheckpointMarkerCallback(TrainerCallback):
     """
 
     def on_save(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank's shards are written before the manifest measures them
         if not state.is_world_process_zero:
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -121,5 +166,6 @@ class CheckpointMarkerCallback(TrainerCallback):
 
 
 def write_complete_marker(checkpoint: Path, step: int) -> None:
-    """Write the marker that says `checkpoint` was written whole (atomically: a marker is never half there)."""
-    atomic_write_text(checkpoint / COMPLETE_MARKER, json.dumps({"step": step, "time": time.time()}))
+    """Write the marker that says `checkpoint` was written whole, with its manifest (atomically: never half there)."""
+    record = {"step": step, "time": time.time(), **manifest(checkpoint)}
+    atomic_write_text(checkpoint / COMPLETE_MARKER, json.dumps(record, indent=1))

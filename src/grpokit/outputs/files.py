@@ -7,13 +7,19 @@
 | `sample_completions.jsonl` | output_dir | a few training completions per logged step |
 | `completions.jsonl` | output_dir | the demo's held-out completions |
 | `summary.json` | output_dir | the demo's summary |
-| `report.html`, `curves.png` | output_dir | the report |
+| `report.html`, `curves.png`, `dynamics.png` | output_dir | the report |
+| `health.jsonl` | output_dir | the health checks' and the hang watchdog's events |
+| `hang_stacks/rank-<N>.txt` | output_dir | every rank's Python stacks when the hang watchdog fires |
+| `compare.html` | where `grpokit compare --output` says | two runs side by side |
 | `checkpoints/` | output_dir (or checkpoint_dir) | the trainer's `checkpoint-<step>/` folders |
-| `grpokit_complete.json` | each checkpoint | the marker that the checkpoint was written whole |
+| `grpokit_complete.json` | each checkpoint | the marker that the checkpoint was written whole, with each file's size (and checksum) |
+| `damaged-<time>/` | checkpoint dir | checkpoints that failed verification on resume, set aside (never deleted) |
+| `.grpokit-run.lock` | output_dir | which process runs on this output_dir (one run at a time); removed at the end |
 | `.model-staging/` | output_dir | the final model while it is written |
 | `tensorboard/`, `wandb/` | output_dir | tracker files |
 | `mlflow_run.json`, `wandb_run.json` | checkpoint dir | the tracker run to continue on resume |
 | `eval/eval.json`, `eval/eval_samples.jsonl` | model dir (or output_dir) | `grpokit eval` |
+| `probe.json` | output_dir (or `grpokit probe --output`) | `grpokit probe`: per-prompt rewards, zero-spread share, projection |
 
 `atomic_write_text` / `atomic_write_bytes` write to a temporary name in the same folder and rename
 it over the target, so a reader (or a resumed run after a crash) never sees half a file.
@@ -31,10 +37,17 @@ HELDOUT_COMPLETIONS_FILE = "completions.jsonl"  # the demo's held-out samples
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 PLOT_FILE = "curves.png"
+DYNAMICS_PLOT_FILE = "dynamics.png"  # the report's training-dynamics panels
+HEALTH_FILE = "health.jsonl"
+HANG_STACKS_DIR = "hang_stacks"
+HANG_STACK_FILE_FORMAT = "rank-{rank}.txt"  # str.format, inside HANG_STACKS_DIR
+COMPARE_FILE = "compare.html"
 CHECKPOINTS_DIR = "checkpoints"
 COMPLETE_MARKER = "grpokit_complete.json"
 MODEL_STAGING_DIR = ".model-staging"
 SUPERSEDED_DIR_FORMAT = "superseded-%Y%m%d-%H%M%S"  # time.strftime format for set-aside checkpoints
+DAMAGED_DIR_FORMAT = "damaged-%Y%m%d-%H%M%S"  # time.strftime format for checkpoints that failed verification
+RUN_LOCK_FILE = ".grpokit-run.lock"
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 MLFLOW_RUN_FILE = "mlflow_run.json"
@@ -42,6 +55,7 @@ WANDB_RUN_FILE = "wandb_run.json"
 EVAL_DIR = "eval"
 EVAL_FILE = "eval.json"
 EVAL_SAMPLES_FILE = "eval_samples.jsonl"
+PROBE_FILE = "probe.json"
 TEMPORARY_SUFFIX = ".tmp"
 
 

@@ -1,22 +1,19 @@
-"""The HTML report of a training run: curves, per-reward statistics, sample completions, config.
+"""The HTML report of a training run: is it healthy, curves, per-reward statistics, sample completions, config.
 
-`write_report(output_dir)` reads what a run leaves in its output directory, finished or still
-running, and writes two files next to it:
+`write_report(output_dir)` reads what a run leaves in its output directory (`grpokit.outputs.run_record`),
+finished, stopped or still running, and writes next to it:
 
 - `curves.png`: the reward per step (and each reward's mean when there are several) and, when the
   run logged `heldout_accuracy` (the demo does), the held-out accuracy per evaluation;
-- `report.html`: one self-contained page (the plot embedded as base64, no external assets) with the
-  summary (`summary.json`, when present), the curves, a table of statistics per reward, sample
-  completions before and after training (`completions.jsonl`, when recorded) and the resolved config.
+- `dynamics.png`: one panel per quantity the run logged (each reward, completion length and the
+  truncated share, the zero-spread share, KL, entropy, clip ratio, learning rate, grad norm, loss,
+  step time, tokens/s, dynamic sampling), health events marked (`grpokit.outputs.report_plots`);
+- `report.html`: one self-contained page (the plots embedded as base64, no external assets): the
+  health section first (each check ok / warned / tripped, at which step: `grpokit.outputs.report_health`),
+  then the summary (`summary.json`, when present), the curves, a table of statistics per reward,
+  sample completions before and after training and the resolved config.
 
-Inputs it reads, all optional except `metrics.jsonl`:
-
-| file | written by | one line / content |
-|---|---|---|
-| `metrics.jsonl` | the trainer | one JSON object per step: `step`, `reward`, `rewards/<name>/mean`, ... |
-| `grpokit_config.yaml` | the trainer | the resolved config, secrets masked |
-| `completions.jsonl` | the demo's held-out evaluation | `{"step", "prompt", "completion", "reward"}` |
-| `summary.json` | the demo | `accuracy_before`, `accuracy_after`, `train_seconds`, ... |
+`grpokit report A B` (or `grpokit compare`) puts runs side by side: `grpokit.outputs.compare`.
 
 Example:
     >>> paths = write_report("outputs/demo")
@@ -27,8 +24,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import io
-import json
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -37,33 +32,35 @@ from typing import Any
 
 import yaml
 
-from grpokit.errors import ConfigError
 from grpokit.formatting import fmt
 from grpokit.outputs.files import (
     CONFIG_FILE,
+    DYNAMICS_PLOT_FILE,
+    HEALTH_FILE,
     HELDOUT_COMPLETIONS_FILE,
-    METRICS_FILE,
     PLOT_FILE,
     REPORT_FILE,
-    SAMPLE_COMPLETIONS_FILE,
-    SUMMARY_FILE,
     atomic_write_bytes,
 )
+from grpokit.outputs.report_health import health_rows, health_verdict
+from grpokit.outputs.report_plots import (  # noqa: F401 - moving_average and SMOOTHING_WINDOW: part of this module's API
+    ACCURACY_KEY,
+    SMOOTHING_WINDOW,
+    dynamics_panels,
+    moving_average,
+    plot_curves,
+    plot_panels,
+)
+from grpokit.outputs.run_record import (  # noqa: F401 - read_jsonl, load_run: part of this module's API
+    RunRecord,
+    load_run,
+    read_jsonl,
+    reward_names,
+    series,
+)
+from grpokit.outputs.run_record import number as _number
 
-ACCURACY_KEY = "heldout_accuracy"
 REPORT_TEMPLATE_FILE = "report_template.html"  # package data: the page layout and style
-SMOOTHING_WINDOW = 10  # steps in the moving average drawn over the noisy per-step reward
-
-
-@dataclass
-class RunRecord:
-    """What a run's output directory holds; every part but `metrics` may be empty."""
-
-    output_dir: Path
-    metrics: list[dict[str, Any]]  # training lines of metrics.jsonl, in step order
-    config: dict[str, Any] | None
-    completions: list[dict[str, Any]]
-    summary: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -94,84 +91,10 @@ class CompletionRow:
 class ReportPaths:
     html: Path
     plot: Path | None  # None when no step has logged a reward or an accuracy yet
+    dynamics: Path | None = None  # None when no step has logged anything to draw
 
 
-# ----------------------------------------------------------------------------- reading a run
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON Lines file; a line cut short (a run still writing) is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def load_run(output_dir: str | Path) -> RunRecord:
-    """Read a run's output directory.
-
-    Raises:
-        ConfigError: the directory does not exist or holds no `metrics.jsonl`.
-    """
-    output_dir = Path(output_dir)
-    metrics_path = output_dir / METRICS_FILE
-    if not metrics_path.is_file():
-        raise ConfigError(
-            f"no {METRICS_FILE} in {output_dir}",
-            where=str(output_dir),
-            fix="pass the output_dir of a training run (metrics.jsonl appears once the first step is logged)",
-        )
-    lines = read_jsonl(metrics_path)
-    metrics = sorted(
-        (line for line in lines if not any(key.startswith("eval_") for key in line)),
-        key=lambda line: line.get("step", 0),
-    )
-    config_path = output_dir / CONFIG_FILE
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
-    summary_path = output_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
-    return RunRecord(
-        output_dir=output_dir,
-        metrics=metrics,
-        config=config if isinstance(config, dict) else None,
-        completions=read_jsonl(output_dir / HELDOUT_COMPLETIONS_FILE) or read_jsonl(output_dir / SAMPLE_COMPLETIONS_FILE),
-        summary=summary if isinstance(summary, dict) else None,
-    )
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def series(metrics: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
-    """(step, value) for every line that holds a finite number under `key`."""
-    points = []
-    for line in metrics:
-        value = _number(line.get(key))
-        if value is not None:
-            points.append((int(line.get("step", 0)), value))
-    return points
-
-
-def reward_names(metrics: list[dict[str, Any]]) -> list[str]:
-    """The names in `rewards/<name>/mean` keys, in the order they first appear."""
-    names: list[str] = []
-    for line in metrics:
-        for key in line:
-            if key.startswith("rewards/") and key.endswith("/mean"):
-                name = key[len("rewards/") : -len("/mean")]
-                if name not in names:
-                    names.append(name)
-    return names
+# ----------------------------------------------------------------------------- statistics
 
 
 def reward_statistics(metrics: list[dict[str, Any]]) -> list[RewardStats]:
@@ -228,66 +151,6 @@ def completion_rows(completions: list[dict[str, Any]]) -> tuple[int | None, int 
     ]
 
 
-# ----------------------------------------------------------------------------- plot
-
-
-def moving_average(values: list[float], window: int) -> list[float]:
-    """Mean of the last `window` values at each position (fewer at the start)."""
-    averages, total = [], 0.0
-    for index, value in enumerate(values):
-        total += value
-        if index >= window:
-            total -= values[index - window]
-        averages.append(total / min(index + 1, window))
-    return averages
-
-
-def plot_curves(run: RunRecord) -> bytes | None:
-    """A PNG of the reward curve and, when logged, the held-out accuracy curve; None without any reward."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
-
-    rewards = series(run.metrics, "reward")
-    accuracy = series(run.metrics, ACCURACY_KEY)
-    if not rewards and not accuracy:
-        return None
-    panels = 2 if rewards and accuracy else 1
-    figure = Figure(figsize=(6.0 * panels, 3.6), dpi=100, layout="constrained")
-    axes = figure.subplots(1, panels, squeeze=False)[0]
-    if rewards:
-        _draw_rewards(axes[0], run.metrics, rewards)
-    if accuracy:
-        _draw_accuracy(axes[-1], accuracy)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def _draw_rewards(ax, metrics: list[dict[str, Any]], rewards: list[tuple[int, float]]) -> None:
-    steps, values = zip(*rewards)
-    ax.plot(steps, values, color="tab:blue", alpha=0.3, linewidth=1, label="reward per step")
-    ax.plot(steps, moving_average(list(values), SMOOTHING_WINDOW), color="tab:blue", linewidth=2,
-            label=f"moving average ({SMOOTHING_WINDOW} steps)")
-    names = reward_names(metrics)
-    if len(names) > 1:
-        for name in names:
-            points = series(metrics, f"rewards/{name}/mean")
-            if points:
-                ax.plot(*zip(*points), linewidth=1, label=f"{name} (mean)")
-    ax.set_title("reward")
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-
-
-def _draw_accuracy(ax, accuracy: list[tuple[int, float]]) -> None:
-    steps, values = zip(*accuracy)
-    ax.plot(steps, values, color="tab:green", marker="o", markersize=3, linewidth=2)
-    ax.set_title("held-out greedy accuracy")
-    ax.set_xlabel("step")
-    ax.set_ylim(0.0, 1.0)
-    ax.grid(alpha=0.3)
-
-
 # ----------------------------------------------------------------------------- HTML
 
 
@@ -318,12 +181,17 @@ def _summary_items(summary: dict[str, Any] | None) -> list[tuple[str, str]]:
     return items
 
 
-def render_report(run: RunRecord, plot_png: bytes | None) -> str:
-    """The report as one HTML string; every value from the run is escaped."""
+def jinja_environment():
+    """The environment of grpokit's pages: every value escaped, an unknown name an error."""
     import jinja2
+
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def completion_cell(environment):
+    """A function that renders one completion and its reward as two table cells (`-` when not recorded)."""
     from markupsafe import Markup
 
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     cell_template = environment.from_string(CELL_TEMPLATE)
 
     def cell(record: dict[str, Any] | None):
@@ -331,19 +199,41 @@ def render_report(run: RunRecord, plot_png: bytes | None) -> str:
         css = "" if reward is None else ("ok" if reward > 0 else "bad")
         return Markup(cell_template.render(record=record, fmt=fmt, css=css))
 
+    return cell
+
+
+def encoded(png: bytes | None) -> str | None:
+    return base64.b64encode(png).decode("ascii") if png else None
+
+
+def hang_stack_files(run: RunRecord) -> list[str]:
+    from grpokit.outputs.files import HANG_STACKS_DIR
+
+    return [str(path) for path in sorted((run.output_dir / HANG_STACKS_DIR).glob("*.txt"))]
+
+
+def render_report(run: RunRecord, plot_png: bytes | None, dynamics_png: bytes | None = None) -> str:
+    """The report as one HTML string; every value from the run is escaped."""
+    environment = jinja_environment()
     first_step, after_step, rows = completion_rows(run.completions)
     config_text = yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True) if run.config else None
+    checks = health_rows(run)
     return environment.from_string(report_template()).render(
+        health=checks,
+        verdict=health_verdict(checks),
+        health_file=HEALTH_FILE,
+        stack_files=hang_stack_files(run),
+        dynamics=encoded(dynamics_png),
         title=run.output_dir.name or str(run.output_dir),
         output_dir=str(run.output_dir),
         steps=len(run.metrics),
         last_step=run.metrics[-1].get("step") if run.metrics else None,
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         summary=_summary_items(run.summary),
-        plot=base64.b64encode(plot_png).decode("ascii") if plot_png else None,
+        plot=encoded(plot_png),
         reward_stats=reward_statistics(run.metrics),
         fmt=fmt,
-        cell=cell,
+        cell=completion_cell(environment),
         completion_rows=rows,
         has_answers=any(row.answer is not None for row in rows),
         first_step=first_step,
@@ -354,19 +244,24 @@ def render_report(run: RunRecord, plot_png: bytes | None) -> str:
     )
 
 
-def write_report(output_dir: str | Path) -> ReportPaths:
-    """Write `curves.png` and `report.html` into a run's output directory (see the module docstring).
+def dynamics_png(run: RunRecord) -> bytes | None:
+    """The training-dynamics panels of one run (training and eval lines, health events marked)."""
+    metrics = sorted(run.metrics + run.eval_metrics, key=lambda line: line.get("step", 0))
+    return plot_panels([(run.name, metrics, run.health_events)], dynamics_panels([metrics], run.config))
 
-    Safe to call while the run is still training: it reads what is there. Both files are written
-    whole (to a temporary name, then renamed), so a reader never sees half a report.
+
+def write_report(output_dir: str | Path) -> ReportPaths:
+    """Write `curves.png`, `dynamics.png` and `report.html` into a run's output directory (see the module docstring).
+
+    Safe to call while the run is still training, or after it stopped: it reads what is there. Every
+    file is written whole (to a temporary name, then renamed), so a reader never sees half a report.
 
     Raises:
         ConfigError: `output_dir` holds no `metrics.jsonl`.
     """
     run = load_run(output_dir)
-    plot_png = plot_curves(run)
-    plot_path = None
-    if plot_png is not None:
-        plot_path = atomic_write_bytes(run.output_dir / PLOT_FILE, plot_png)
-    html_path = atomic_write_bytes(run.output_dir / REPORT_FILE, render_report(run, plot_png).encode("utf-8"))
-    return ReportPaths(html=html_path, plot=plot_path)
+    plot_png, panels_png = plot_curves(run), dynamics_png(run)
+    plot_path = atomic_write_bytes(run.output_dir / PLOT_FILE, plot_png) if plot_png is not None else None
+    panels_path = atomic_write_bytes(run.output_dir / DYNAMICS_PLOT_FILE, panels_png) if panels_png is not None else None
+    html = render_report(run, plot_png, panels_png).encode("utf-8")
+    return ReportPaths(html=atomic_write_bytes(run.output_dir / REPORT_FILE, html), plot=plot_path, dynamics=panels_path)

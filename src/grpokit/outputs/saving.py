@@ -34,7 +34,7 @@ def _merge_by_reloading(adapter_dir: Path, options: GrpokitOptions):
     """Reload the base model unquantized and unsharded, and fold the saved adapter into it."""
     from peft import PeftModel
 
-    base = load_model(options.model_copy(update={"load_in_4bit": False}), gradient_checkpointing=False)
+    base = load_model(options.model_copy(update={"load_in_4bit": False, "load_in_8bit": False}), gradient_checkpointing=False)
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
@@ -61,7 +61,8 @@ def save_final_model(trainer, options: GrpokitOptions) -> Path:
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     merge = options.merge_weights and _is_peft_model(unwrapped)
-    merge_by_reloading = merge and (options.load_in_4bit or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled)
+    quantized = options.load_in_4bit or options.load_in_8bit
+    merge_by_reloading = merge and (quantized or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled)
     adapter_dir = staging / "adapter"
     if not merge:
         trainer.save_model(str(staging))  # gathers sharded weights; writes on the main process only

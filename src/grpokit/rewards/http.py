@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Annotated, Any
 
@@ -15,6 +17,7 @@ from pydantic import Field, validate_call
 
 from grpokit.errors import RewardConfigError, RunError
 from grpokit.rewards.common import ROW_COLUMN, TRL_REWARD_KWARGS, RewardFunc, text_of
+from grpokit.secrets import remember_secret
 
 logger = logging.getLogger("grpokit.rewards")
 
@@ -68,6 +71,8 @@ def http_reward(
         headers: extra request headers.
         api_key_env: name of an environment variable whose value is sent as
             `Authorization: Bearer <value>`, so no secret sits in the config.
+            A user and password in the url (`https://user:pass@host/score`) are sent as HTTP Basic
+            auth instead, and never appear in a message (the url is shown without them).
         metric_name: the metric name (`rewards/<metric_name>/mean`), to tell several services apart.
 
     Example:
@@ -76,6 +81,14 @@ def http_reward(
         [1.0]
     """
     all_headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+    url, basic_auth = split_url_credentials(url)
+    if basic_auth is not None:
+        if api_key_env is not None or any(name.lower() == "authorization" for name in headers):
+            raise RewardConfigError(
+                'reward "http": the url has a user and password, and api_key_env or an Authorization header gives other credentials',
+                fix="give the credentials one way: in the url (sent as HTTP Basic auth), api_key_env, or headers",
+            )
+        all_headers["Authorization"] = basic_auth
     if api_key_env is not None:
         if not os.environ.get(api_key_env):
             raise RewardConfigError(
@@ -84,6 +97,25 @@ def http_reward(
             )
         all_headers["Authorization"] = f"Bearer {os.environ[api_key_env]}"
     return HttpReward(url, timeout, retries, retry_backoff, columns, all_headers, metric_name)
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its `user:password@` part, and that part as a Basic `Authorization` value (None if absent).
+
+    The password (and the whole header value) is remembered as a secret, so it is masked in every log
+    line and message from then on.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    value = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    for secret in (password, value, value.removeprefix("Basic ")):
+        remember_secret(secret)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    bare = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, value
 
 
 class HttpReward:

@@ -21,7 +21,7 @@ class GuardedReward:
     """What TRL receives for one configured reward.
 
     It removes the `grpokit_row` column before calling the reward, checks the output (one score per
-    completion, each a real number or None), and applies `on_error` when the reward raises: the batch
+    completion, each a finite real number or None: NaN and inf are failures, like an exception), and applies `on_error` when the reward raises: the batch
     is re-run item by item to find the failing rows, then `raise` raises `RunError` naming the reward
     and the first failing row (prompt and completion shortened), chained to the original exception;
     `zero` scores each failing item 0.0, counts it and logs one warning per reward (when every item
@@ -71,10 +71,11 @@ class GuardedReward:
     def _checked_score(self, score: Any, batch: _Batch, i: int) -> float | None:
         if score is None:
             return None
-        if isinstance(score, numbers.Real) and not math.isinf(score):
-            return None if math.isnan(score) else float(score)
+        if isinstance(score, numbers.Real) and math.isfinite(score):
+            return float(score)
+        # NaN is no score: TRL would silently read it as "not applicable" (None); inf would swamp the group.
         return self._fail(
-            batch, i, TypeError(f"returned {score!r} ({type(score).__name__}), not a finite number")
+            batch, i, TypeError(f"returned {score!r} ({type(score).__name__}), not a finite number (return None for 'not applicable')")
         )
 
     def _fail(self, batch: _Batch, i: int, error: Exception) -> float:

@@ -144,8 +144,11 @@ class RewardModel:
         common = {"trust_remote_code": self.trust_remote_code, **token}
         try:
             tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(self.tokenizer_name_or_path), **common)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(self.model_name_or_path), dtype=getattr(torch, self.dtype), **common
+            model, loading_info = AutoModelForSequenceClassification.from_pretrained(
+                resolve_model_path(self.model_name_or_path),
+                dtype=getattr(torch, self.dtype),
+                output_loading_info=True,
+                **common,
             )
         except (OSError, ValueError) as error:
             raise RewardConfigError(
@@ -153,6 +156,7 @@ class RewardModel:
                 fix="give a local directory or Hugging Face id of a sequence-classification model "
                 "(AutoModelForSequenceClassification); gated models need HF_TOKEN",
             ) from None
+        warn_if_untrained_head(self.__name__, self.model_name_or_path, model, loading_info)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.truncation_side = self.truncation_side
@@ -177,3 +181,28 @@ class RewardModel:
         if torch.cuda.is_available():
             return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         return "cpu"
+
+
+def warn_if_untrained_head(reward_name: str, model_name_or_path: str, model, loading_info: dict) -> bool:
+    """Warn when the checkpoint has no trained score head (a causal LM given as a reward model); True if so.
+
+    transformers then initialises the head at random, so every score is noise: GRPO learns nothing
+    (the AWS sample's accelerate notebook passes `Qwen/Qwen2-72B-Instruct-AWQ`, a causal LM, this way).
+    """
+    missing = sorted(loading_info.get("missing_keys", ()))
+    architectures = list(getattr(model.config, "architectures", None) or [])
+    if not missing:
+        return False
+    if os.environ.get("RANK", "0") != "0":  # once per job, not once per rank
+        return True
+    saved_as = f" (saved as {', '.join(architectures)})" if architectures else ""
+    logger.warning(
+        'reward "%s": %s is not a trained reward model%s: its head %s is initialised at random, so its scores '
+        "are noise and GRPO learns nothing from them; use a sequence-classification reward model (e.g. one trained "
+        "with TRL's RewardTrainer), or a judge through the `http` reward",
+        reward_name,
+        model_name_or_path,
+        saved_as,
+        ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""),
+    )
+    return True

@@ -6,9 +6,7 @@ import re
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from nltk.stem import porter
 from pydantic import Field, validate_call
-from rouge_score import rouge_scorer, tokenizers
 
 from grpokit.rewards.common import RewardFunc, column_values, text_of
 
@@ -70,6 +68,10 @@ class RougeL:
         self.answer_block = re.compile(f"<{tag}>(.*?)</{tag}>", re.DOTALL) if tag else None
         self.score_field = {"precision": "precision", "recall": "recall", "f1": "fmeasure"}[score]
         self.required_columns = frozenset({reference_column})
+        # Imported when a rouge_l reward is built, not with the registry: rouge-score brings nltk (about
+        # 800 modules, 60 MB), which a run without rouge_l should not pay for.
+        from rouge_score import rouge_scorer
+
         if tokenizer == "unicode":
             self.scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeTokenizer(use_stemmer))
         else:
@@ -107,10 +109,13 @@ _NO_SPACE_RANGES = (
 )
 
 
-class UnicodeTokenizer(tokenizers.Tokenizer):
-    """rouge-score tokenizer that keeps non-ASCII words; identical to the default one on ASCII text."""
+class UnicodeTokenizer:
+    """rouge-score tokenizer (its `Tokenizer` interface: `tokenize(text)`) that keeps non-ASCII words;
+    identical to the default one on ASCII text."""
 
     def __init__(self, use_stemmer: bool) -> None:
+        from nltk.stem import porter
+
         self.stemmer = porter.PorterStemmer() if use_stemmer else None
 
     def tokenize(self, text: str) -> list[str]:

@@ -1,24 +1,21 @@
-"""Per-reward zero-spread statistics during training, and a warning when groups stop differing.
+"""Per-reward zero-spread statistics during training.
 
 GRPO learns from the differences between the completions of one prompt (a group): a group whose
 completions all score the same has zero advantage and teaches nothing. TRL logs
 `frac_reward_zero_std`, the share of such groups for the weighted total reward. This callback adds the
 same share per reward, `rewards/<name>/frac_zero_std`, to every training log (so metrics.jsonl and the
-trackers record it), and warns when TRL's total share stays at or above `threshold` for `patience`
-logs in a row.
+trackers record it). The health check `health.zero_spread` (`grpokit.trainer.health`) warns or stops
+when TRL's total share stays high, naming these per-reward shares.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 from transformers import TrainerCallback
 
 from grpokit.compat.trl_internals import recent_generation_batch
-
-logger = logging.getLogger("grpokit.rewards")
 
 
 def zero_spread_fraction(scores: list[float], group_size: int, *, tolerance: float = 1e-6) -> float | None:
@@ -40,20 +37,16 @@ def zero_spread_fraction(scores: list[float], group_size: int, *, tolerance: flo
 
 
 class RewardSpreadCallback(TrainerCallback):
-    """Adds `rewards/<name>/frac_zero_std` to each training log and warns when spread stays at zero.
+    """Adds `rewards/<name>/frac_zero_std` to each training log.
 
     It reads the per-completion scores of the last generation batch that GRPOTrainer keeps for its
     completions table (through `grpokit.compat`, gathered across processes, groups contiguous); when a
-    TRL version lacks them, only the warning on TRL's own `frac_reward_zero_std` remains. Place it before
-    the callbacks that record logs.
+    TRL version lacks them, only TRL's own `frac_reward_zero_std` remains. Place it before the callbacks
+    that record logs.
     """
 
-    def __init__(self, trainer: Any, *, threshold: float = 0.9, patience: int = 10) -> None:
+    def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
-        self.threshold = threshold
-        self.patience = patience
-        self.high_logs = 0
-        self.warned = False
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
@@ -61,7 +54,6 @@ class RewardSpreadCallback(TrainerCallback):
         if any(key.startswith("eval_") for key in logs):
             return
         logs.update(self.per_reward_fractions(args.num_generations))
-        self.check_total(logs.get("frac_reward_zero_std"), state.global_step, logs)
 
     def per_reward_fractions(self, group_size: int) -> dict[str, float]:
         batch = recent_generation_batch(self.trainer)
@@ -72,25 +64,3 @@ class RewardSpreadCallback(TrainerCallback):
             if fraction is not None:
                 fractions[f"rewards/{name}/frac_zero_std"] = fraction
         return fractions
-
-    def check_total(self, fraction: float | None, step: int, logs: dict[str, Any]) -> None:
-        if fraction is None:
-            return
-        if fraction < self.threshold:
-            self.high_logs, self.warned = 0, False
-            return
-        self.high_logs += 1
-        if self.high_logs >= self.patience and not self.warned:
-            self.warned = True
-            per_reward = ", ".join(
-                f"{key.split('/')[1]} {value:.2f}" for key, value in logs.items() if key.endswith("/frac_zero_std")
-            )
-            logger.warning(
-                "step %d: in %.0f%% of groups every completion got the same total reward, for %d logs in a row: "
-                "those groups teach nothing. Per reward: %s. Make rewards finer-grained (partial credit), raise "
-                "num_generations or temperature, or use easier / harder prompts.",
-                step,
-                100 * fraction,
-                self.high_logs,
-                per_reward or "n/a",
-            )

@@ -16,9 +16,16 @@ from pathlib import Path
 from grpokit.compat.trl_internals import load_checkpoint_weights
 from grpokit.config.loading import save_resolved_config
 from grpokit.config.schema import RunConfig
+from grpokit.config.trl_versions import difference_lines
 from grpokit.data.loading import LoadedData
 from grpokit.errors import ConfigError
-from grpokit.model.loading import check_lora_targets, load_model, load_tokenizer, lora_config
+from grpokit.model.loading import (
+    check_lora_targets,
+    load_model,
+    load_tokenizer,
+    lora_config,
+    model_context_length,
+)
 from grpokit.outputs.checkpoints import (
     CheckpointMarkerCallback,
     checkpoint_global_step,
@@ -26,13 +33,18 @@ from grpokit.outputs.checkpoints import (
     set_aside_later_checkpoints,
 )
 from grpokit.outputs.files import METRICS_FILE, SAMPLE_COMPLETIONS_FILE
+from grpokit.outputs.fs_faults import filesystem_faults
+from grpokit.outputs.hub import push_final_model
 from grpokit.outputs.metrics import MetricsJsonlCallback, SampleCompletionsCallback
+from grpokit.outputs.run_lock import run_lock
 from grpokit.outputs.saving import save_final_model
 from grpokit.outputs.tracking import attach_tracking, log_final_model
-from grpokit.pipeline import build_reward_set, load_run_data
+from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
+from grpokit.rewards.failure_counts import FailureCountsAcrossRanks, summed_over_ranks
 from grpokit.rewards.reward_set import RewardSet
 from grpokit.rewards.spread import RewardSpreadCallback
 from grpokit.trainer.callbacks import GracefulStopCallback, RichProgressCallback
+from grpokit.trainer.health import HealthTrip, attach_health, health_trip
 
 logger = logging.getLogger("grpokit.trainer")
 
@@ -47,6 +59,8 @@ class TrainResult:
     metrics_path: Path
     reward_failures: dict[str, int]  # failures per reward configured `on_error: zero` (only those that failed)
     stopped_by_signal: int | None = None  # set when SIGTERM stopped training; the last checkpoint holds the state
+    stopped_by_health: HealthTrip | None = None  # set when a health check with action stop tripped (checkpoint saved)
+    resumed_step: int = 0  # the checkpoint's step when resumed: this run trained global_step - resumed_step steps
 
 
 def grpo_args_for(config: RunConfig, reward_set: RewardSet):
@@ -70,7 +84,8 @@ def build_trainer(
     `extra_callbacks` come first, so their `on_log` can add keys that metrics.jsonl then records.
     """
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import GRPOTrainer
+
+    from grpokit.trainer.dynamic_sampling import trainer_class_for
 
     options = config.options
     args = grpo_args_for(config, reward_set)
@@ -78,7 +93,10 @@ def build_trainer(
     model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
     check_lora_targets(options, model)
     output_dir = Path(options.output_dir)
-    trainer = GRPOTrainer(
+    stop = GracefulStopCallback(timeout=options.stop_timeout)
+    failure_counts = FailureCountsAcrossRanks(reward_set.failure_counts)  # summed over ranks at every log
+    trainer_class, trainer_kwargs = trainer_class_for(options.dynamic_sampling)  # TRL's, or with dynamic sampling
+    trainer = trainer_class(
         model=model,
         reward_funcs=reward_set.funcs,
         args=args,
@@ -88,12 +106,15 @@ def build_trainer(
         peft_config=lora_config(options),
         callbacks=[
             *(extra_callbacks or []),
-            MetricsJsonlCallback(output_dir / METRICS_FILE, failure_counts=reward_set.failure_counts),
+            failure_counts,
+            MetricsJsonlCallback(output_dir / METRICS_FILE, failure_counts=failure_counts),
             CheckpointMarkerCallback(),
-            GracefulStopCallback(),
+            stop,
         ],
+        **trainer_kwargs,
     )
     trainer.callback_handler.callbacks.insert(0, RewardSpreadCallback(trainer))  # first: its keys reach every log
+    attach_health(trainer, options.health, output_dir)  # health checks after it, the hang watchdog last
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RichProgressCallback(console))
@@ -105,18 +126,35 @@ def build_trainer(
             every=options.log_completions_every,
         )
     )
-    attach_tracking(trainer, config, data.train)
+    tracking = attach_tracking(trainer, config, data.train, stopped_by_signal=lambda: stop.stopped_early_by)
+    stop.before_forced_exit.append(tracking.end_stopped_by_signal)  # a second signal or a stuck step: KILLED
     return trainer
 
 
 def train(config: RunConfig, *, console=None, extra_callbacks: list | None = None) -> TrainResult:
-    """Run GRPO as configured and save the result. Raises `GrpokitError` subclasses on bad input."""
+    """Run GRPO as configured and save the result. Raises `GrpokitError` subclasses on bad input.
+
+    One run at a time per output_dir (`outputs.run_lock`: a second one is `RunLockedError`, exit 2);
+    the output folders are checked writable first, and a full disk or a read-only folder during the run
+    is one `FilesystemError` naming the path (`outputs.fs_faults`); the run resumes once it is fixed.
+    """
+    options = config.options
+    with filesystem_faults(options.output_dir, options.resolved_checkpoint_dir), run_lock(options.output_dir):
+        return _train(config, console=console, extra_callbacks=extra_callbacks)
+
+
+def _train(config: RunConfig, *, console=None, extra_callbacks: list | None = None) -> TrainResult:
     options = config.options
     if config.trl_args.get("hub_token"):  # kept out of GRPOConfig (pickled into checkpoints); the Hub reads HF_TOKEN
         os.environ.setdefault("HF_TOKEN", config.trl_args["hub_token"])
     reward_set = build_reward_set(config)
     data = load_run_data(config, reward_set)
     logger.info("%s", data.description)
+    data, prompt_lengths = bound_run_prompts(
+        config, data, load_tokenizer(options), model_context=model_context_length(options)
+    )  # no prompt longer than max_prompt_length reaches generation
+    for line in prompt_lengths:
+        logger.info("%s", line)
     resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
     trainer = build_trainer(config, data, reward_set, console=console, extra_callbacks=extra_callbacks)
     output_dir = Path(options.output_dir)
@@ -124,6 +162,8 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
     if trainer.is_world_process_zero():
         saved = save_resolved_config(config, output_dir)
         logger.info("config: %s (resolved config in %s)", config.summary(), saved)
+        for line in difference_lines(config):  # one line a field where it differs from the installed TRL's defaults
+            logger.info("differs from TRL's defaults: %s", line)
         set_aside_later_checkpoints(options.resolved_checkpoint_dir, after_step=resumed_step)
     trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()
@@ -139,10 +179,12 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulStopCallback))
-    if stop.stopped_early_by is None:
+    tripped = health_trip(trainer)
+    if stop.stopped_early_by is None and tripped is None:
         save_final_model(trainer, options)
         log_final_model(trainer, output_dir)
-    else:
+        push_final_model(trainer, config, output_dir)  # push_to_hub: the saved (merged) model; a Hub failure: RunError
+    elif stop.stopped_early_by is not None:  # a health stop is reported by the caller (exit code 3)
         logger.warning(
             "stopped by signal %s at step %d; checkpoint saved, run again to resume",
             stop.stopped_early_by,
@@ -154,6 +196,8 @@ def train(config: RunConfig, *, console=None, extra_callbacks: list | None = Non
         resumed_from=resume_from,
         train_seconds=train_seconds,
         metrics_path=output_dir / METRICS_FILE,
-        reward_failures={name: count for name, count in reward_set.failure_counts().items() if count},
+        reward_failures={name: count for name, count in summed_over_ranks(reward_set.failure_counts()).items() if count},
         stopped_by_signal=stop.stopped_early_by,
+        stopped_by_health=tripped,
+        resumed_step=resumed_step,
     )

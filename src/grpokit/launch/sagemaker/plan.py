@@ -11,11 +11,12 @@ import copy
 import importlib.metadata
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grpokit.config.loading import apply_overrides, load_config, read_yaml_file
+from grpokit.config.schema import WANDB_TOKEN_PROJECT
 from grpokit.errors import ConfigError, DataError, GrpokitError, RewardConfigError, RunError
 from grpokit.launch.container import DEFAULT_CHECKPOINT_ROOT
 from grpokit.launch.sagemaker.settings import SageMakerSettings, default_image_uri, resolve_settings
@@ -24,11 +25,13 @@ from grpokit.secrets import is_secret_key
 # The container's layout (SageMaker's fixed paths).
 CHANNEL_ROOT = "/opt/ml/input/data"
 CONFIG_CHANNEL, TRAIN_CHANNEL, TEST_CHANNEL, MODEL_CHANNEL = "config", "train", "test", "model"
+DATASET_CHANNEL = "dataset"  # a local folder named by load_dataset.path (TRL: dataset_name)
 CONFIG_FILE_NAME = "grpokit.yaml"
 CONTAINER_CONFIG_PATH = f"{CHANNEL_ROOT}/{CONFIG_CHANNEL}/{CONFIG_FILE_NAME}"
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 CONTAINER_CHECKPOINT_DIR = DEFAULT_CHECKPOINT_ROOT
 REWARDS_SUBDIR = "rewards"  # user reward files, inside the config channel
+DISTRIBUTED_SUBDIR = "distributed"  # the config's own distributed: file (an accelerate, FSDP or DeepSpeed config)
 CONFIG_HYPERPARAMETER = "config"  # the SDK runs `torchrun ... grpokit_entry.py --config <path>`
 
 # Config keys holding secrets that have a standard environment variable; they never reach S3.
@@ -109,6 +112,8 @@ class JobPlan:
     environment: dict[str, str]
     hyperparameters: dict[str, str]
     requirements: list[str]
+    config_files: dict[str, Path] = field(default_factory=dict)  # path inside the config channel -> local file
+    command: str | None = None  # launcher: accelerate: the job's command line (else the SDK's torchrun)
 
 
 def plan_job(
@@ -124,11 +129,15 @@ def plan_job(
             "no AWS region", fix="pass --region, set sagemaker.region in the config, or export AWS_REGION"
         )
     container_config = copy.deepcopy(dict(training_config))
+    if container_config.get("wandb_token") and not container_config.get("wandb_project"):
+        container_config["wandb_project"] = WANDB_TOKEN_PROJECT  # the token turns W&B on; it travels as WANDB_API_KEY
     environment = secrets_to_environment(container_config)
     channels = data_channels(container_config, cwd=cwd)
     reward_files = ship_reward_files(container_config, config_dir=config_dir)
+    config_files = ship_distributed_file(container_config, config_dir=config_dir)
     container_config["output_dir"] = CONTAINER_MODEL_DIR
     container_config["checkpoint_dir"] = CONTAINER_CHECKPOINT_DIR
+    command = accelerate_command(container_config, settings, config_files) if settings.launcher == "accelerate" else None
     return JobPlan(
         settings=settings,
         image_uri=settings.image_uri or default_image_uri(settings.region, settings.instance_type),
@@ -136,8 +145,10 @@ def plan_job(
         channels=channels,
         reward_files=reward_files,
         environment={**environment, **settings.environment},
-        hyperparameters={CONFIG_HYPERPARAMETER: CONTAINER_CONFIG_PATH},
+        hyperparameters={} if command else {CONFIG_HYPERPARAMETER: CONTAINER_CONFIG_PATH},
         requirements=requirement_lines(container_config),
+        config_files=config_files,
+        command=command,
     )
 
 
@@ -159,22 +170,80 @@ def secrets_to_environment(container_config: dict[str, Any]) -> dict[str, str]:
 
 def data_channels(container_config: dict[str, Any], *, cwd: Path) -> dict[str, str]:
     """The data (and model) channels; points the config at their container directories."""
-    channels = {
-        TRAIN_CHANNEL: channel_source(
-            str(container_config["train_dataset_path"]), option="train_dataset_path", cwd=cwd
+    channels = _load_dataset_channel(container_config, cwd=cwd)
+    if container_config.get("train_dataset_path"):  # else load_dataset / dataset_name (checked at load)
+        channels[TRAIN_CHANNEL] = channel_source(
+            str(container_config.get("train_dataset_path")), option="train_dataset_path", cwd=cwd
         )
-    }
-    container_config["train_dataset_path"] = f"{CHANNEL_ROOT}/{TRAIN_CHANNEL}"
+        container_config["train_dataset_path"] = f"{CHANNEL_ROOT}/{TRAIN_CHANNEL}"
     if container_config.get("test_dataset_path"):
         channels[TEST_CHANNEL] = channel_source(
             str(container_config["test_dataset_path"]), option="test_dataset_path", cwd=cwd
         )
         container_config["test_dataset_path"] = f"{CHANNEL_ROOT}/{TEST_CHANNEL}"
-    model_id = str(container_config["model_id"])
+    model_key = "model_id" if "model_id" in container_config else "model_name_or_path"  # TRL's name
+    model_id = str(container_config.get(model_key))
     if is_s3_uri(model_id) or (cwd / model_id).is_dir():
-        channels[MODEL_CHANNEL] = channel_source(model_id, option="model_id", cwd=cwd)
-        container_config["model_id"] = f"{CHANNEL_ROOT}/{MODEL_CHANNEL}"
+        channels[MODEL_CHANNEL] = channel_source(model_id, option=model_key, cwd=cwd)
+        container_config[model_key] = f"{CHANNEL_ROOT}/{MODEL_CHANNEL}"
     return channels
+
+
+def _load_dataset_channel(container_config: dict[str, Any], *, cwd: Path) -> dict[str, str]:
+    """A local folder named by `load_dataset.path` (or TRL's `dataset_name`) travels as the `dataset` channel.
+
+    A Hub id stays as written: the job downloads it (with HF_TOKEN for a gated one).
+    """
+    section = container_config.get("load_dataset") if isinstance(container_config.get("load_dataset"), dict) else None
+    path = section.get("path") if section else container_config.get("dataset_name")
+    if not path or not (cwd / str(path)).is_dir():
+        return {}
+    target = f"{CHANNEL_ROOT}/{DATASET_CHANNEL}"
+    if section:
+        container_config["load_dataset"] = {**section, "path": target}
+    else:
+        container_config["dataset_name"] = target
+    return {DATASET_CHANNEL: str((cwd / str(path)).resolve())}
+
+
+def ship_distributed_file(container_config: dict[str, Any], *, config_dir: Path) -> dict[str, Path]:
+    """The config's own `distributed:` file travels in the config channel; a preset name needs nothing."""
+    from grpokit.config.distributed import PRESET_FILES
+
+    value = container_config.get("distributed")
+    if not isinstance(value, str) or value in PRESET_FILES:
+        return {}
+    local = Path(value).expanduser()
+    local = local if local.is_absolute() else (config_dir / local).resolve()
+    if not local.is_file():
+        raise ConfigError(f"distributed: {value} not found", where=str(local), fix="fix the path (relative to the config file)")
+    shipped = f"{DISTRIBUTED_SUBDIR}/{local.name}"
+    container_config["distributed"] = shipped
+    return {shipped: local}
+
+
+def accelerate_command(container_config: dict[str, Any], settings: SageMakerSettings, config_files: dict[str, Path]) -> str:
+    """`accelerate launch --config_file <the distributed: file> grpokit_entry.py --config <path>`, as the sample ran.
+
+    Several instances add accelerate's machine options from SageMaker's environment (the job's bash
+    expands them). Raises `ConfigError` when `distributed:` is not an accelerate config file.
+    """
+    from grpokit.config.distributed import resolve_distributed
+
+    value = container_config.get("distributed")
+    local = config_files.get(value) if isinstance(value, str) else None
+    if local is None or resolve_distributed(str(local), local.parent, str(local)).accelerate is None:
+        raise ConfigError(
+            "sagemaker.launcher: accelerate needs distributed: to name an accelerate config file",
+            fix="set distributed: default_config.yaml (an `accelerate config` file), or use launcher: torchrun",
+        )
+    command = f"accelerate launch --config_file {CHANNEL_ROOT}/{CONFIG_CHANNEL}/{value}"
+    if settings.instance_count > 1:
+        command += (
+            " --num_machines $SM_HOST_COUNT --machine_rank $SM_CURRENT_HOST_RANK"
+            " --main_process_ip $SM_MASTER_ADDR --main_process_port ${SM_MASTER_PORT:-29500}"
+        )
+    return f"{command} grpokit_entry.py --{CONFIG_HYPERPARAMETER} {CONTAINER_CONFIG_PATH}"
 
 
 def ship_reward_files(container_config: dict[str, Any], *, config_dir: Path) -> dict[str, Path]:
@@ -238,7 +307,7 @@ def _optional_packages_needed(container_config: Mapping[str, Any]) -> dict[str, 
         "sagemaker-mlflow": mlflow_uri.startswith("arn:aws:sagemaker:"),
         "boto3": mlflow_uri.startswith("arn:aws:sagemaker:"),
         "wandb": bool(container_config.get("wandb_project")),
-        "bitsandbytes": bool(container_config.get("load_in_4bit")),
+        "bitsandbytes": bool(container_config.get("load_in_4bit") or container_config.get("load_in_8bit")),
         "vllm": bool(container_config.get("use_vllm")),
     }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -90,11 +90,26 @@ class SageMakerSettings(BaseModel):
     output_s3_uri: str | None = Field(
         None, description="Where model.tar.gz goes. None: s3://<bucket>/<prefix>/output."
     )
+    keep_alive_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=3600,
+        description="Warm pool: keep the instances this many seconds after the job ends, so the next job with the same "
+        "instance settings starts in seconds (SageMaker's KeepAlivePeriodInSeconds, at most 3600; not with spot).",
+    )
+    launcher: Literal["torchrun", "accelerate"] = Field(
+        "torchrun",
+        description="How the job starts grpokit on each instance: torchrun (one process per GPU), or `accelerate "
+        "launch --config_file <the config's distributed: file>` (an accelerate config), as the AWS sample's "
+        "accelerate variant did.",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on the training job.")
     environment: dict[str, str] = Field(default_factory=dict, description="Environment variables in the job.")
 
     @model_validator(mode="after")
     def _check_spot(self) -> SageMakerSettings:
+        if self.keep_alive_seconds is not None and self.spot:
+            raise ValueError("keep_alive_seconds (a warm pool) does not work with spot training: set spot: false or remove it")
         if self.max_wait_seconds is not None and not self.spot:
             raise ValueError("max_wait_seconds only applies to spot training: set spot: true or remove it")
         if (

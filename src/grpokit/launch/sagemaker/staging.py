@@ -62,7 +62,7 @@ def stage_job_files(plan: JobPlan, staging_dir: Path) -> StagedJob:
     (config_dir / CONFIG_FILE_NAME).write_text(
         yaml.safe_dump(plan.container_config, sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
-    for shipped, local in plan.reward_files.items():
+    for shipped, local in {**plan.reward_files, **plan.config_files}.items():
         (config_dir / shipped).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(local, config_dir / shipped)
     package_dir = Path(grpokit.__file__).resolve().parent

@@ -46,7 +46,7 @@ def _import_sdk():
 
 
 def build_model_trainer(plan: JobPlan, staged: StagedJob, session, *, trainer_class=None):
-    """The SDK's `ModelTrainer` for the plan: torchrun, checkpoints to S3, output to /opt/ml/model."""
+    """The SDK's `ModelTrainer` for the plan: torchrun (or the plan's accelerate command), checkpoints to S3, output to /opt/ml/model."""
     _import_sdk()
     from sagemaker.core.training.configs import (
         CheckpointConfig,
@@ -68,14 +68,17 @@ def build_model_trainer(plan: JobPlan, staged: StagedJob, session, *, trainer_cl
         base_job_name=settings.job_name,
         training_image=plan.image_uri,
         source_code=SourceCode(
-            source_dir=str(staged.code_dir), requirements=REQUIREMENTS_FILE, entry_script=ENTRY_SCRIPT
+            source_dir=str(staged.code_dir),
+            requirements=REQUIREMENTS_FILE,
+            **({"command": plan.command} if plan.command else {"entry_script": ENTRY_SCRIPT}),
         ),
-        distributed=Torchrun(),
+        distributed=None if plan.command else Torchrun(),
         compute=Compute(
             instance_type=settings.instance_type,
             instance_count=settings.instance_count,
             volume_size_in_gb=settings.volume_size_gb,
             enable_managed_spot_training=settings.spot or None,
+            keep_alive_period_in_seconds=settings.keep_alive_seconds,
         ),
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=settings.max_runtime_seconds,

@@ -4,7 +4,8 @@
     attach_tracking(trainer, config, train_dataset)            # the one call the recipe makes before train()
     log_final_model(trainer, output_dir)                       # and the one after the model is saved
 
-grpokit's own keys switch trackers on (`mlflow_uri` + `mlflow_experiment_name`, `wandb_project`);
+grpokit's own keys switch trackers on (`mlflow_uri` + `mlflow_experiment_name`, `wandb_project`, or
+`wandb_token` alone as in the AWS sample, which logs to the project `grpokit`);
 transformers' MLflowCallback / WandbCallback are removed because they read environment variables and
 log every TrainingArguments field. `report_to: tensorboard` keeps transformers' TensorBoardCallback,
 writing under `<output_dir>/tensorboard`. Tracking never stops a training: see `GuardedTracker`.
@@ -16,6 +17,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +77,15 @@ def build_trackers(config: RunConfig, *, is_main_process: bool) -> Tracker:
         trackers.append(GuardedTracker(mlflow))
     elif options.mlflow_uri or options.mlflow_experiment_name:
         logger.warning("MLflow tracking is off: set both mlflow_uri and mlflow_experiment_name to turn it on")
-    if options.wandb_project:
+    if options.resolved_wandb_project:
         from grpokit.outputs.tracking.wandb_tracker import WandbTracker
 
+        if not options.wandb_project:
+            logger.info("wandb_token is set: tracking to W&B project '%s' (set wandb_project to choose)", options.resolved_wandb_project)
         api_key = os.environ.get("WANDB_API_KEY") or options.wandb_token
         trackers.append(
             GuardedTracker(
-                WandbTracker(project=options.wandb_project, mode=options.wandb_mode, api_key=api_key)
+                WandbTracker(project=options.resolved_wandb_project, mode=options.wandb_mode, api_key=api_key)
             )
         )
     if not trackers:
@@ -121,11 +125,16 @@ def _tracker_enabled(config: RunConfig, name: str) -> bool:
     options = config.options
     if name == "mlflow":
         return bool(options.mlflow_uri and options.mlflow_experiment_name)
-    return bool(options.wandb_project)
+    return bool(options.resolved_wandb_project)
 
 
-def attach_tracking(trainer, config: RunConfig, train_dataset: Any = None) -> TrackingCallback:
-    """Set up tracking on a built GRPOTrainer: replace transformers' trackers and add grpokit's callback."""
+def attach_tracking(
+    trainer, config: RunConfig, train_dataset: Any = None, *, stopped_by_signal: Callable[[], int | None] | None = None
+) -> TrackingCallback:
+    """Set up tracking on a built GRPOTrainer: replace transformers' trackers and add grpokit's callback.
+
+    `stopped_by_signal` says which signal stopped training early (the run then ends KILLED), if any.
+    """
     replace_transformers_trackers(trainer, config)
     options = config.options
     callback = TrackingCallback(
@@ -140,6 +149,7 @@ def attach_tracking(trainer, config: RunConfig, train_dataset: Any = None) -> Tr
         system_metrics_interval=options.system_metrics_interval,
         tags={"grpokit.model_id": options.model_id},
         register_model_as=options.mlflow_register_model,
+        stopped_by_signal=stopped_by_signal,
     )
     trainer.add_callback(callback)
     return callback

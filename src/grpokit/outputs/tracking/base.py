@@ -51,7 +51,7 @@ class TrackerBackend(Protocol):
 
     def log_dataset(self, dataset: Any, *, name: str, source: str) -> None: ...
 
-    def finish(self, *, success: bool) -> None: ...
+    def finish(self, *, success: bool, stopped_by_signal: int | None = None) -> None: ...
 
     def log_model(self, model_dir: Path, *, registered_name: str | None) -> None: ...
 
@@ -80,7 +80,7 @@ class NullTracker:
     def log_dataset(self, dataset: Any, *, name: str, source: str) -> None:
         pass
 
-    def finish(self, *, success: bool) -> None:
+    def finish(self, *, success: bool, stopped_by_signal: int | None = None) -> None:
         pass
 
     def log_model(self, model_dir: Path, *, registered_name: str | None) -> None:
@@ -174,9 +174,12 @@ class GuardedTracker:
     def log_dataset(self, dataset: Any, *, name: str, source: str) -> None:
         self._call("log_dataset", dataset, name=name, source=source)
 
-    def finish(self, *, success: bool) -> None:
+    def finish(self, *, success: bool, stopped_by_signal: int | None = None) -> None:
         self._paused_until = 0.0  # always try to close the run
-        self._call("finish", success=success)
+        if stopped_by_signal is None:
+            self._call("finish", success=success)
+        else:
+            self._call("finish", success=success, stopped_by_signal=stopped_by_signal)
 
     def log_model(self, model_dir: Path, *, registered_name: str | None) -> None:
         self._paused_until = 0.0
@@ -212,9 +215,9 @@ class CompositeTracker:
         for tracker in self.trackers:
             tracker.log_dataset(dataset, name=name, source=source)
 
-    def finish(self, *, success: bool) -> None:
+    def finish(self, *, success: bool, stopped_by_signal: int | None = None) -> None:
         for tracker in self.trackers:
-            tracker.finish(success=success)
+            tracker.finish(success=success, stopped_by_signal=stopped_by_signal)
 
     def log_model(self, model_dir: Path, *, registered_name: str | None) -> None:
         for tracker in self.trackers:

@@ -92,8 +92,10 @@ class TrackingCallback(TrainerCallback):
         system_metrics_interval: float = 0.0,
         tags: dict[str, str] | None = None,
         register_model_as: str | None = None,
+        stopped_by_signal: Callable[[], int | None] | None = None,
     ) -> None:
         self.tracker = tracker
+        self.stopped_by_signal = stopped_by_signal  # the signal that stopped training early, if any: KILLED
         self.run_name = run_name
         self.config = config
         self.output_dir = Path(output_dir)
@@ -110,6 +112,7 @@ class TrackingCallback(TrainerCallback):
         self._last_tokens: float | None = None
         self._last_table_step = -1
         self._said_no_completions = False
+        self._finished = False
 
     @property
     def active(self) -> bool:
@@ -189,9 +192,20 @@ class TrackingCallback(TrainerCallback):
         if self._sampler is not None:
             self._flush_system_metrics(state.global_step, self._sampler.stop())
             self._sampler = None
-        self.tracker.finish(success=True)
+        signum = self.stopped_by_signal() if self.stopped_by_signal is not None else None
+        if signum is None:
+            self.tracker.finish(success=True)
+        else:
+            self.tracker.finish(success=True, stopped_by_signal=signum)  # the run ends KILLED
+        self._finished = True
         for line in self.tracker.lost_calls_report():
             logger.warning(line)
+
+    def end_stopped_by_signal(self, signum: int) -> None:
+        """Close the run as stopped by `signum` when the process exits at once (a second signal, a stuck step)."""
+        if self.active and not self._finished:
+            self._finished = True
+            self.tracker.finish(success=False, stopped_by_signal=signum)
 
     def log_final_model(self, model_dir: Path) -> None:
         """After the trainer saved the model: upload it (MLflow), register it if asked, report new losses."""

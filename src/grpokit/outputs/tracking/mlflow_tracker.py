@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from grpokit.compat.tracking_internals import mlflow_dataset_entity
-from grpokit.outputs.files import MLFLOW_RUN_FILE, TEMPORARY_SUFFIX, atomic_write_text
+from grpokit.outputs.files import MLFLOW_RUN_FILE, RUN_LOCK_FILE, TEMPORARY_SUFFIX, atomic_write_text
 from grpokit.outputs.tracking.base import RunStart
 
 logger = logging.getLogger("grpokit.tracking")
@@ -194,9 +194,15 @@ class MlflowTracker:
         }
         atomic_write_text(state_dir / RUN_ID_FILE, json.dumps(record, indent=2))
 
-    def finish(self, *, success: bool) -> None:
+    def finish(self, *, success: bool, stopped_by_signal: int | None = None) -> None:
+        """End the run: FINISHED, FAILED, or KILLED when a signal (SIGTERM, Ctrl-C) stopped the training."""
         self._finished = True  # tried once here; the exit hook is only for runs that never got this far
-        self.client.set_terminated(self.run_id, status="FINISHED" if success else "FAILED")
+        if stopped_by_signal is not None:
+            self.client.set_tag(self.run_id, "grpokit.stopped_by_signal", str(stopped_by_signal))
+            status = "KILLED"
+        else:
+            status = "FINISHED" if success else "FAILED"
+        self.client.set_terminated(self.run_id, status=status)
 
     def _end_if_still_running(self) -> None:
         """At interpreter exit, a run that never reached `finish` ended in a crash: mark it FAILED."""
@@ -252,7 +258,7 @@ class MlflowTracker:
         metrics.jsonl and the resolved config); its folders are checkpoints, W&B and TensorBoard files.
         """
         for path in sorted(model_dir.iterdir()):
-            if path.is_file() and not path.name.endswith(TEMPORARY_SUFFIX):
+            if path.is_file() and not path.name.endswith(TEMPORARY_SUFFIX) and path.name != RUN_LOCK_FILE:
                 self.client.log_artifact(self.run_id, str(path), artifact_path="model")
         if registered_name:
             self._register(registered_name)

@@ -97,8 +97,11 @@ class WandbTracker:
             allow_val_change=True,
         )
 
-    def finish(self, *, success: bool) -> None:
-        self.run.finish(exit_code=0 if success else 1)
+    def finish(self, *, success: bool, stopped_by_signal: int | None = None) -> None:
+        if stopped_by_signal is not None:
+            self.run.finish(exit_code=128 + stopped_by_signal)  # as a shell reports a process ended by that signal
+        else:
+            self.run.finish(exit_code=0 if success else 1)
 
     def log_model(self, model_dir: Path, *, registered_name: str | None) -> None:
         """The W&B run is closed when the model is saved; models go to MLflow (see docs/tracking.md)."""

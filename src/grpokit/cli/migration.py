@@ -1,0 +1,101 @@
+"""`grpokit convert`, and the lines `validate` prints where a config differs from today's TRL defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from grpokit.cli.common import console, reporting_errors, setup_logging, stdout
+
+
+def convert(
+    kind: Annotated[
+        str, typer.Argument(help="What SOURCE was written for: aws-sample (args.yaml), aws-accelerate or trl (trl grpo).")
+    ],
+    source: Annotated[Path, typer.Argument(help="The config to convert.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the grpokit config.")],
+    trl_version: Annotated[
+        str | None,
+        typer.Option(help="The TRL version SOURCE was written for (default: 0.17.0 for aws-sample, 0.16.1 for "
+                     "aws-accelerate, the installed TRL for trl)."),
+    ] = None,
+    accelerate_config: Annotated[
+        Path | None, typer.Option(help="The accelerate config file the job ran with (the sample's default_config.yaml).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Rewrite a config written for the AWS sample or `trl grpo` as a grpokit config that trains the same."""
+    setup_logging()
+    with reporting_errors():
+        from grpokit.commands.convert import run_convert
+
+        report = run_convert(
+            kind, source, output, trl_version=trl_version, accelerate_config=accelerate_config, force=force
+        )
+        stdout.print(f"{kind} config {source} -> {report.path}; what it sets and why:", highlight=False)
+        for line in report.notes:
+            stdout.print(f"  {line}", highlight=False, markup=False)
+        if report.check_error:
+            console.print(f"[yellow]warning:[/] the written config does not load here: {report.check_error}", highlight=False)
+        else:
+            stdout.print(f"checked: {report.path} loads as a grpokit config", highlight=False)
+
+
+def print_default_differences(config) -> None:
+    """One line per field where `config` differs from the installed TRL's defaults, and why."""
+    from grpokit.config.trl_versions import difference_lines, installed_trl_version
+
+    lines = difference_lines(config)
+    if not lines:
+        stdout.print(f"differs from TRL {installed_trl_version()}'s defaults: in no field", highlight=False)
+        return
+    stdout.print(f"differs from TRL {installed_trl_version()}'s defaults in {len(lines)} fields:", highlight=False)
+    for line in lines:
+        stdout.print(f"  {line}", highlight=False, markup=False)
+
+
+def accelerate_launch_options(config_path: Path, overrides: list[str], given: dict) -> tuple[int | None, dict]:
+    """(processes per machine, rendezvous options) an accelerate config under `distributed:` asks for.
+
+    (None, `given`) when the process was already started by a launcher (torchrun, accelerate launch,
+    a SageMaker job), when `distributed:` is not an accelerate config, or when it asks for one process.
+    Options given on the command line win over the file's. Raises `ConfigError` for an unreadable file.
+    """
+    import os
+
+    from grpokit.config.distributed import resolve_distributed
+    from grpokit.config.loading import apply_overrides, read_yaml_file
+    from grpokit.launch.torchrun import LAUNCHED_MARKERS
+
+    if any(os.environ.get(name) for name in LAUNCHED_MARKERS):
+        return None, given
+    raw = apply_overrides(read_yaml_file(config_path), overrides)
+    value = raw.get("distributed")
+    if not isinstance(value, str):
+        return None, given
+    setup = resolve_distributed(value, Path(config_path).resolve().parent, str(config_path))
+    launch = setup.accelerate.launch if setup.accelerate is not None else None
+    if launch is None or (launch.num_processes == 1 and launch.num_machines == 1):
+        return None, given
+    from_file = {
+        "nnodes": launch.num_machines if launch.num_machines > 1 else None,
+        "node_rank": launch.machine_rank if launch.num_machines > 1 else None,
+        "master_addr": launch.main_process_ip,
+        "master_port": launch.main_process_port,
+    }
+    merged = {key: given.get(key) if given.get(key) is not None else from_file.get(key) for key in given}
+    console.print(
+        f"distributed: {value} asks for {launch.num_processes} processes on {launch.num_machines} machine(s): "
+        f"starting {launch.processes_per_machine} here (--nproc overrides)",
+        highlight=False,
+    )
+    return launch.processes_per_machine, merged
+
+
+def trained_line(result) -> str:
+    """`trained N steps ...`: the steps this run trained, not the checkpoint's step count after a resume."""
+    trained = result.global_step - result.resumed_step
+    resumed = f" (resumed at step {result.resumed_step}, now at step {result.global_step})" if result.resumed_from else ""
+    return f"trained {trained} steps{resumed} in {result.train_seconds:.0f} s; model saved to [bold]{result.output_dir}[/]"
