@@ -12,6 +12,7 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from conftest import TINY_TRAINING
 from grpokit.cli import app
 from grpokit.config import load_config
 from grpokit.errors import ConfigError, DataError
@@ -26,13 +27,7 @@ ROWS = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a, b in zip(range(10, 
 # A `trl grpo` config training builtin:tiny in seconds
 TRL_TRAINING = {
     "model_name_or_path": "builtin:tiny",
-    "max_steps": 2,
-    "per_device_train_batch_size": 4,
-    "num_generations": 4,
-    "max_completion_length": 4,
-    "learning_rate": 1e-3,
-    "save_steps": 1,
-    "seed": 0,
+    **{key: value for key, value in TINY_TRAINING.items() if key not in ("model_id", "rewards")},
 }
 
 

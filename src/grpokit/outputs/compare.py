@@ -20,7 +20,6 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +126,8 @@ def render_compare(runs: list[RunRecord], png: bytes | None) -> str:
     labels = run_labels(runs)
     summaries = [run_summary(run) for run in runs]
     checks = [health_rows(run) for run in runs]
-    template = resources.files("grpokit.outputs").joinpath(COMPARE_TEMPLATE_FILE).read_text(encoding="utf-8")
     prompt_rows = common_prompt_rows(runs)
-    return environment.from_string(template).render(
+    return environment.get_template(COMPARE_TEMPLATE_FILE).render(
         labels=labels,
         dirs=[str(run.output_dir) for run in runs],
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),

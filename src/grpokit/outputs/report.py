@@ -185,7 +185,9 @@ def jinja_environment():
     """The environment of grpokit's pages: every value escaped, an unknown name an error."""
     import jinja2
 
-    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    # The page templates and the style they both include are package data next to this module.
+    loader = jinja2.PackageLoader("grpokit.outputs", ".")
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def completion_cell(environment):
@@ -218,7 +220,7 @@ def render_report(run: RunRecord, plot_png: bytes | None, dynamics_png: bytes | 
     first_step, after_step, rows = completion_rows(run.completions)
     config_text = yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True) if run.config else None
     checks = health_rows(run)
-    return environment.from_string(report_template()).render(
+    return environment.get_template(REPORT_TEMPLATE_FILE).render(
         health=checks,
         verdict=health_verdict(checks),
         health_file=HEALTH_FILE,

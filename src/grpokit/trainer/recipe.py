@@ -77,9 +77,15 @@ def grpo_args_for(config: RunConfig, reward_set: RewardSet):
 
 
 def build_trainer(
-    config: RunConfig, data: LoadedData, reward_set: RewardSet, *, console=None, extra_callbacks: list | None = None
+    config: RunConfig,
+    data: LoadedData,
+    reward_set: RewardSet,
+    tokenizer,
+    *,
+    console=None,
+    extra_callbacks: list | None = None,
 ):
-    """Load model and tokenizer, then TRL's GRPOTrainer with grpokit's callbacks.
+    """Load the model, then TRL's GRPOTrainer with `tokenizer` and grpokit's callbacks.
 
     `extra_callbacks` come first, so their `on_log` can add keys that metrics.jsonl then records.
     """
@@ -89,7 +95,6 @@ def build_trainer(
 
     options = config.options
     args = grpo_args_for(config, reward_set)
-    tokenizer = load_tokenizer(options)
     model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
     check_lora_targets(options, model)
     output_dir = Path(options.output_dir)
@@ -150,13 +155,14 @@ def _train(config: RunConfig, *, console=None, extra_callbacks: list | None = No
     reward_set = build_reward_set(config)
     data = load_run_data(config, reward_set)
     logger.info("%s", data.description)
+    tokenizer = load_tokenizer(options)  # once: for the prompt limits and for the trainer
     data, prompt_lengths = bound_run_prompts(
-        config, data, load_tokenizer(options), model_context=model_context_length(options)
+        config, data, tokenizer, model_context=model_context_length(options)
     )  # no prompt longer than max_prompt_length reaches generation
     for line in prompt_lengths:
         logger.info("%s", line)
     resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
-    trainer = build_trainer(config, data, reward_set, console=console, extra_callbacks=extra_callbacks)
+    trainer = build_trainer(config, data, reward_set, tokenizer, console=console, extra_callbacks=extra_callbacks)
     output_dir = Path(options.output_dir)
     resumed_step = checkpoint_global_step(resume_from) if resume_from is not None else 0
     if trainer.is_world_process_zero():
