@@ -1,7 +1,8 @@
 """Data efficiency at equal settings: plain TRL against grpokit with dynamic sampling and on probe-filtered data.
 
-    .venv/bin/python benchmarks/data_efficiency.py                     # 3 seeds x 3 variants x 2 settings
-    .venv/bin/python benchmarks/data_efficiency.py --seeds 0 1 2 3 4 --target 0.8 --settings demo
+    .venv/bin/python benchmarks/data_efficiency.py           # 5 seeds x 3 variants x 2 settings: about 40 minutes
+    .venv/bin/python benchmarks/data_efficiency.py --quick   # smoke run (2 seeds, 4 steps) into results/quick/
+    .venv/bin/python benchmarks/data_efficiency.py --resummarize benchmarks/results/data_efficiency.json
 
 Every run starts from the built-in model (`builtin:tiny`), trains on the same 2,000 addition problems
 (written with the run's seed, held-out pairs excluded) with the same reward (grpokit's `exact_match`,
@@ -19,20 +20,23 @@ Settings (`--settings`): `demo` is examples/demo.yaml (temperature 1.0); `low-te
 with the AWS sample's sampling (temperature 0.2, top_p 0.9), where most groups come out all right
 or all wrong. Reported per run: optimizer steps, tokens through generation (TRL's `num_tokens`:
 prompt + completion tokens of every completion generated, refill rounds included) and training seconds
-to the first evaluation at or above `--target`; medians and min-max over seeds; ratios to plain TRL.
+to the first evaluation at or above `--target`; per variant, medians and min-max over seeds. Against
+plain TRL the figures are paired by seed: each seed gives the variant's figure over plain TRL's with
+that seed (bounds when a run never reached the target, `benchlib.censored_ratio`), and the table shows
+the median over seeds and the min-max.
 
-Writes benchmarks/results/data_efficiency.json and data_efficiency.md.
+Writes benchmarks/results/data_efficiency.json (arguments, machine, load average, every run, the paired
+summary) and data_efficiency.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -40,12 +44,21 @@ from pathlib import Path
 
 import torch
 import transformers
-import trl
 from transformers import TrainerCallback
 
+from benchlib import (
+    bounds_spread_text,
+    censored_ratio,
+    conditions_text,
+    invocation,
+    load_average,
+    machine,
+    paired_bounds,
+)
 from grpokit.commands.demo import DEMO_SETTINGS, HeldoutAccuracyCallback, write_training_problems
 from grpokit.model.builtin import addition, resolve_model_path
 from grpokit.rewards import build_reward
+from heldout_meter import Meter, measured_callbacks
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TRAIN_PROBLEMS = 2000
@@ -77,54 +90,11 @@ class Run:
     rows_trained_on: int
     steps_run: int
     cpu_seconds_run: float  # training CPU seconds of the whole run (to its last evaluation)
+    tokens_run: int  # tokens through generation of the whole run (to its last evaluation)
     train_seconds: float
     accuracy_before: float
     accuracy_final: float
     curve: list[list[float]]  # [step, accuracy, train seconds, train CPU seconds, tokens]
-
-
-class Meter(TrainerCallback):
-    """Per step: TRL's running count of tokens through generation, and this process's CPU seconds of training.
-
-    CPU seconds (`time.process_time`) count the work this process did, which other processes on a
-    shared machine slow down far less than they stretch wall-clock time. The held-out evaluation's CPU
-    time is left out: `EvalCpu` instances placed just before and after the evaluation callback time it.
-    """
-
-    def __init__(self) -> None:
-        self.tokens: dict[int, int] = {0: 0}
-        self.cpu: dict[int, float] = {0: 0.0}  # training CPU seconds when the step's evaluation started
-        self.started = 0.0
-        self.eval_cpu = 0.0
-        self.eval_started: float | None = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.process_time()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.tokens[state.global_step] = int(state.num_input_tokens_seen)
-
-    def before_eval(self, step: int) -> None:
-        self.eval_started = time.process_time()
-        self.cpu[step] = self.eval_started - self.started - self.eval_cpu
-
-    def after_eval(self) -> None:
-        self.eval_cpu += time.process_time() - (self.eval_started or time.process_time())
-
-
-class EvalCpu(TrainerCallback):
-    """Marks the start (`before=True`) or end of the held-out evaluation in a step's `on_log`."""
-
-    def __init__(self, meter: Meter, *, before: bool) -> None:
-        self.meter, self.before = meter, before
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "train_runtime" in logs:
-            return
-        if self.before:
-            self.meter.before_eval(state.global_step)
-        else:
-            self.meter.after_eval()
 
 
 def heldout_callback(args: argparse.Namespace) -> HeldoutAccuracyCallback:
@@ -133,9 +103,10 @@ def heldout_callback(args: argparse.Namespace) -> HeldoutAccuracyCallback:
     )
 
 
-def measured_callbacks(args: argparse.Namespace) -> tuple[HeldoutAccuracyCallback, Meter, list[TrainerCallback]]:
-    heldout, meter = heldout_callback(args), Meter()
-    return heldout, meter, [meter, EvalCpu(meter, before=True), heldout, EvalCpu(meter, before=False)]
+def measured_run_callbacks(args: argparse.Namespace) -> tuple[HeldoutAccuracyCallback, Meter, list[TrainerCallback]]:
+    heldout = heldout_callback(args)
+    meter, callbacks = measured_callbacks(heldout)
+    return heldout, meter, callbacks
 
 
 def run_plain_trl(settings: dict, data_file: Path, workdir: Path, args: argparse.Namespace, seed: int):
@@ -147,7 +118,7 @@ def run_plain_trl(settings: dict, data_file: Path, workdir: Path, args: argparse
         output_dir=str(workdir / "trl"), bf16=False, use_cpu=True, report_to="none", save_strategy="no",
         **{**settings, "seed": seed, "max_steps": args.max_steps},
     )  # fmt: skip
-    heldout, meter, callbacks = measured_callbacks(args)
+    heldout, meter, callbacks = measured_run_callbacks(args)
     trainer = GRPOTrainer(
         model=resolve_model_path("builtin:tiny"),
         reward_funcs=build_reward("exact_match"),
@@ -183,7 +154,7 @@ def grpokit_config(settings: dict, data_file: Path, workdir: Path, args: argpars
 def run_grpokit(config, args: argparse.Namespace):
     from grpokit.trainer import train
 
-    heldout, meter, callbacks = measured_callbacks(args)
+    heldout, meter, callbacks = measured_run_callbacks(args)
     result = train(config, extra_callbacks=callbacks)
     return heldout, meter, result.train_seconds - heldout.eval_seconds
 
@@ -225,6 +196,7 @@ def run_variant(variant: str, setting: str, seed: int, data_file: Path, workdir:
         rows_trained_on=rows,
         steps_run=heldout.history[-1].step,
         cpu_seconds_run=round(meter.cpu.get(heldout.history[-1].step, 0.0), 2),
+        tokens_run=max(meter.tokens.values()),
         train_seconds=round(seconds, 2),
         accuracy_before=heldout.history[0].accuracy,
         accuracy_final=heldout.history[-1].accuracy,
@@ -247,105 +219,139 @@ def _median_and_range(values: list[float]) -> str:
     return f"{_number(statistics.median(values))} ({_number(min(values))}-{_number(max(values))})"
 
 
-def markdown_table(runs: list[Run], meta: dict) -> str:
+# measure: (the figure to the target, the same figure for the whole run: a lower bound when it was never reached)
+MEASURES = {
+    "cpu_seconds": ("cpu_seconds_to_target", "cpu_seconds_run"),
+    "steps": ("steps_to_target", "steps_run"),
+    "tokens": ("tokens_to_target", "tokens_run"),
+}
+
+
+def _whole_run(run: dict, key: str) -> float:
+    if key == "tokens_run" and key not in run:  # results of the script before tokens_run was recorded
+        return run["curve"][-1][4] or 0
+    return run[key]
+
+
+def summarize(runs: list[dict], settings: list[str]) -> dict:
+    """Per setting and variant: each seed's ratio to plain TRL's run with the same seed (bounds when a run never
+    reached the target, see `benchlib.censored_ratio`), then their median and min-max over seeds."""
+    summary: dict = {}
+    for setting in settings:
+        base = {r["seed"]: r for r in runs if r["settings"] == setting and r["variant"] == "plain TRL"}
+        summary[setting] = {}
+        for variant in VARIANTS:
+            group = [r for r in runs if r["settings"] == setting and r["variant"] == variant and r["seed"] in base]
+            figures = {}
+            for name, (to_target, whole) in MEASURES.items():
+                bounds = [
+                    censored_ratio(r[to_target], _whole_run(r, whole), base[r["seed"]][to_target], _whole_run(base[r["seed"]], whole))
+                    for r in group
+                ]
+                figures[name] = paired_bounds(bounds)
+            with_probe = [
+                censored_ratio(
+                    None if r["cpu_seconds_to_target"] is None else r["cpu_seconds_to_target"] + r["probe_cpu_seconds"],
+                    r["cpu_seconds_run"] + r["probe_cpu_seconds"],
+                    base[r["seed"]]["cpu_seconds_to_target"],
+                    base[r["seed"]]["cpu_seconds_run"],
+                )
+                for r in group
+            ]
+            figures["cpu_seconds_with_probe"] = paired_bounds(with_probe)
+            summary[setting][variant] = {"seeds": [r["seed"] for r in group], "vs_plain_trl": figures}
+    return summary
+
+
+def markdown_table(payload: dict) -> str:
+    runs, arguments, summary = payload["runs"], payload["arguments"], payload["summary"]
     intro = (
         f"Steps, generated tokens and training time for GRPO to raise `builtin:tiny`'s greedy accuracy on "
-        f"{meta['heldout_problems']} held-out addition problems from 0.57 to {meta['target']}, at equal settings "
-        f"(budget {meta['max_steps']} steps); seeds {meta['seeds']}; median (min-max) over seeds; {meta['machine']}."
+        f"{arguments['heldout']} held-out addition problems to {arguments['target']}, at equal settings "
+        f"(budget {arguments['max_steps']} steps); seeds {arguments['seeds']}, the variants alternating within each seed. "
+        "Per-variant columns: median (min-max) over the seeds that reached the target. \"vs TRL\": per seed, the "
+        "variant's figure over plain TRL's with the same seed; median over seeds (min to max)."
     )
-    header = (
-        "| variant | reached | steps | tokens | CPU s | wall s | vs TRL: CPU time | CPU time with probe "
-        "| steps | tokens |"
-    )
+    header = "| variant | reached | steps | tokens | CPU s | wall s | vs TRL: CPU time | CPU time with probe | steps | tokens |"
     lines = [intro, ""]
-    for setting in meta["settings"]:
-        share = meta["zero_spread_at_start"].get(setting)
+    for setting in summary:
+        share = payload.get("zero_spread_at_start", {}).get(setting)
         lines += [
-            f"**{setting}**: {meta['settings_described'][setting]}"
+            f"**{setting}**: {SETTINGS_DESCRIBED[setting]}"
             + (f"; zero-spread groups at the start (the probe): {share:.0%}" if share is not None else ""),
             "",
             header,
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        base = [r for r in runs if r.settings == setting and r.variant == "plain TRL"]
         for variant in VARIANTS:
-            group = [r for r in runs if r.settings == setting and r.variant == variant]
-            probe_cpu = _median([r.probe_cpu_seconds for r in group]) or 0.0
-            budgets = {  # plain TRL's whole run: a lower bound on its time to a target it never reached
-                "cpu_seconds_to_target": _median([r.cpu_seconds_run for r in base]),
-                "steps_to_target": _median([r.steps_run for r in base]),
-                "tokens_to_target": None,
-            }
-            ratios = [
-                _ratio(_median_to_target(group, key), _median_to_target(base, key), budgets[key])
-                for key in ("cpu_seconds_to_target", "steps_to_target", "tokens_to_target")
+            group = [r for r in runs if r["settings"] == setting and r["variant"] == variant]
+            versus = summary[setting][variant]["vs_plain_trl"]
+            columns = [
+                _median_and_range([r[key] for r in group if r["reached"]])
+                for key in ("steps_to_target", "tokens_to_target", "cpu_seconds_to_target", "seconds_to_target")
             ]
-            with_probe = _ratio(
-                _plus(_median_to_target(group, "cpu_seconds_to_target"), probe_cpu),
-                _median_to_target(base, "cpu_seconds_to_target"),
-                budgets["cpu_seconds_to_target"],
-            )
+            with_probe = bounds_spread_text(versus["cpu_seconds_with_probe"]) if variant.endswith("data") else "-"
+            ratios = [
+                "-" if variant == "plain TRL" else bounds_spread_text(versus[name]) for name in ("cpu_seconds", "steps", "tokens")
+            ]
             lines.append(
-                f"| {variant} | {sum(r.reached for r in group)}/{len(group)} "
-                + "".join(f"| {_median_and_range([getattr(r, key) for r in group if r.reached])} " for key in (
-                    "steps_to_target", "tokens_to_target", "cpu_seconds_to_target", "seconds_to_target"))
-                + f"| {ratios[0]} | {with_probe if variant.endswith('data') else '-'} | {ratios[1]} | {ratios[2]} |"
+                f"| {variant} | {sum(r['reached'] for r in group)}/{len(group)} | " + " | ".join(columns)
+                + f" | {ratios[0]} | {with_probe} | {ratios[1]} | {ratios[2]} |"
             )
         lines.append("")
     lines.append(
-        "\"vs TRL\": the variant's median over plain TRL's (below 1 is better); a run that never reaches the target "
-        "counts as infinitely long, so a median over seeds that did not reach it shows \"-\", and a ratio against a plain TRL that did not reach it is \"< N x\": N is the variant's time over plain TRL's whole run. Min-max are over the "
-        "seeds that reached it. CPU seconds are this process's CPU time spent training (one torch thread; held-out "
-        f"evaluations every {meta['eval_every']} steps excluded, so \"to target\" is resolved to {meta['eval_every']} "
-        "steps): other processes on a shared machine stretch wall-clock seconds far more than CPU seconds. Tokens are "
-        "TRL's `num_tokens` (prompt + completion tokens of every completion generated). \"with probe\" adds the "
-        f"probe's CPU seconds. Load average (1 min) {meta['load_average_start'][0]} at start, "
-        f"{meta['load_average_end'][0]} at end. Produced by `benchmarks/data_efficiency.py`."
+        "Below 1 is better. A run that never reached the target bounds its seed's ratio with its whole run: "
+        "\"> N x\" when the variant never got there, \"< N x\" when plain TRL never did. CPU seconds are this "
+        "process's CPU time spent training (one torch thread; held-out evaluations every "
+        f"{arguments['eval_every']} steps excluded, so \"to target\" is resolved to {arguments['eval_every']} steps): "
+        "other processes on a shared machine stretch wall-clock seconds far more than CPU seconds. Tokens are TRL's "
+        "`num_tokens` (prompt + completion tokens of every completion generated). \"with probe\" adds the probe's "
+        f"CPU seconds. {conditions_text(payload)}. Reproduce: `{payload['command']}`."
     )
+    if payload.get("note"):
+        lines += ["", f"Note: {payload['note']}."]
     return "\n".join(lines) + "\n"
 
 
-def _median_to_target(runs: list[Run], key: str) -> float | None:
-    """The median over runs of `key`, a run that never reached the target counting as infinitely long."""
-    if not runs:
-        return None
-    median = statistics.median([getattr(r, key) if r.reached else math.inf for r in runs])
-    return None if math.isinf(median) else median
+SETTINGS_DESCRIBED = {
+    "demo": "examples/demo.yaml: lr 1e-4 linear decay, 8 prompts x 8 completions, temperature 1.0",
+    "low-temperature": "the same with temperature 0.2, top_p 0.9 (the AWS sample's sampling)",
+}
 
 
-def _plus(value: float | None, extra: float) -> float | None:
-    return None if value is None else value + extra
-
-
-def _median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def _ratio(ours: float | None, theirs: float | None, their_budget: float | None = None) -> str:
-    """ours / theirs; "< N x" when plain TRL never got there and N is ours over its whole run."""
-    if ours is None:
-        return "-"
-    if theirs:
-        return f"{ours / theirs:.2f}x"
-    return f"< {ours / their_budget:.2f}x" if their_budget else "-"
+def write_results(payload: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_efficiency.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (out / "data_efficiency.md").write_text(markdown_table(payload), encoding="utf-8")
+    print(markdown_table(payload))
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["demo", "low-temperature"])
     parser.add_argument("--target", type=float, default=0.8, help="held-out accuracy to reach (default 0.8)")
     parser.add_argument("--max-steps", type=int, default=DEMO_SETTINGS["max_steps"], help="step budget per run")
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--heldout", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: seeds 0 1, demo settings, 4 steps, 20 held-out problems, into results/quick/")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/)")
+    parser.add_argument("--resummarize", type=Path, help="recompute the summary and table of an existing results file from its runs")
     args = parser.parse_args(argv)
+    if args.resummarize:
+        payload = json.loads(args.resummarize.read_text(encoding="utf-8"))
+        payload["summary"] = summarize(payload["runs"], payload["arguments"]["settings"])
+        return write_results(payload, args.out or args.resummarize.parent)
+    if args.quick:
+        args.seeds, args.settings, args.max_steps, args.eval_every, args.heldout = [0, 1], ["demo"], 4, 2, 20
+        args.out = args.out or RESULTS_DIR / "quick"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
-    load_start = [round(x, 1) for x in os.getloadavg()]
+    load_before = load_average()
     runs: list[Run] = []
     zero_spread: dict[str, list[float]] = {}
     workroot = Path(tempfile.mkdtemp(prefix="grpokit-efficiency-"))
@@ -365,29 +371,18 @@ def main(argv: list[str] | None = None) -> None:
                     shutil.rmtree(workdir, ignore_errors=True)
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
-    meta = {
-        "target": args.target,
-        "seeds": args.seeds,
-        "settings": args.settings,
-        "settings_described": {
-            "demo": "examples/demo.yaml: lr 1e-4 linear decay, 8 prompts x 8 completions, temperature 1.0",
-            "low-temperature": "the same with temperature 0.2, top_p 0.9 (the AWS sample's sampling)",
-        },
-        "max_steps": args.max_steps,
-        "eval_every": args.eval_every,
-        "heldout_problems": args.heldout,
+    run_dicts = [asdict(run) for run in runs]
+    payload = {
+        "benchmark": "data_efficiency",
+        **invocation("data_efficiency.py", argv, vars(args)),
+        "machine": {**machine(), "torch_threads": torch.get_num_threads()},
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
         "zero_spread_at_start": {setting: statistics.median(shares) for setting, shares in zero_spread.items()},
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__} with "
-        f"{torch.get_num_threads()} thread(s), no GPU",
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
-        "load_average_start": load_start,
-        "load_average_end": [round(x, 1) for x in os.getloadavg()],
+        "summary": summarize(run_dicts, args.settings),
+        "runs": run_dicts,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {**meta, "runs": [asdict(run) for run in runs]}
-    (args.out / "data_efficiency.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (args.out / "data_efficiency.md").write_text(markdown_table(runs, meta), encoding="utf-8")
-    print(markdown_table(runs, meta))
+    write_results(payload, args.out or RESULTS_DIR)
 
 
 if __name__ == "__main__":

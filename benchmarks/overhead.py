@@ -1,7 +1,8 @@
 """grpokit's overhead: `grpokit train` against a plain TRL script doing the same work at the same settings.
 
-    .venv/bin/python benchmarks/overhead.py                  # 3 rounds x 2 lengths x 2 sides: about 6 minutes
-    .venv/bin/python benchmarks/overhead.py --repeats 5 --short 10 --long 80 --threads 2
+    .venv/bin/python benchmarks/overhead.py                  # 5 rounds x 2 lengths (10, 80 steps) x 2 sides: about 15 minutes
+    .venv/bin/python benchmarks/overhead.py --quick          # smoke run (2 rounds of 2 and 4 steps) into results/quick/
+    .venv/bin/python benchmarks/overhead.py --resummarize benchmarks/results/overhead.json   # tables again from its runs
 
 Both sides train `builtin:tiny` on the same 2,000 addition problems with examples/demo.yaml's
 settings (full fine-tuning, 8 prompts x 8 completions, lr 1e-4, temperature 1.0, an exact-match
@@ -16,15 +17,18 @@ round to round. Measured per run, from the parent:
   step logs (grpokit: metrics.jsonl's `step_time`; the TRL script: the same measurement by a callback);
 - peak RSS: the child's `ru_maxrss`.
 
-Reported per side: per-step CPU time, the slope of CPU over the step count between the short and the
-long runs, and fixed CPU time, its intercept (everything that does not grow with steps: interpreter,
-imports, config, data, model and trainer build, tracking set-up, final save, report, exit); per-step
-wall time (median interval of the long runs, the warm-up step left out); fixed wall time (wall minus
-training loop); peak RSS. Targets (issue 13): per-step time within 5% of TRL's, fixed overhead at
-most 2 s above TRL's, peak RSS within 5%. A last run times grpokit's phases in one process
-(`--no-phases` skips it).
+Reported as paired figures: each round gives one grpokit-over-TRL ratio (or difference) per measure,
+from the two sides' runs of that round; the table shows the median over rounds and the min-max.
+Per-step CPU time is the slope of CPU over the step count between a round's short and long runs;
+fixed CPU time its intercept (interpreter, imports, config, data, model and trainer build, tracking
+set-up, final save, report, exit); per-step wall time the median interval of the long run, the
+warm-up step left out; fixed wall time is wall minus training loop; whole-process wall and CPU and
+peak RSS are the long runs'. Targets (issues 13 and 21): per-step time and whole-process wall within
+5% of TRL's, fixed overhead at most 2 s above TRL's, peak RSS within 5%. A last run times grpokit's
+phases in one process (`--no-phases` skips it).
 
-Writes benchmarks/results/overhead.json and overhead.md.
+Writes benchmarks/results/overhead.json (arguments, machine, load average, every run, the paired
+summary) and overhead.md.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import conditions_text, invocation, load_average, machine, paired, spread_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # TRL's fields of the demo config (examples/demo.yaml = grpokit.commands.demo.DEMO_SETTINGS), both sides'
@@ -188,64 +193,116 @@ def grpokit_yaml(data_file: Path, settings: dict, output_dir: Path) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
+def side_figures(runs: list[dict], short: int, long: int) -> dict:
+    """One side's figures in one round: CPU slope and intercept over its short and long runs, the long run's rest."""
+    by_steps = {run["steps"]: run for run in runs}
+    per_step_cpu = (by_steps[long]["cpu_s"] - by_steps[short]["cpu_s"]) / (long - short)
+    longest = by_steps[long]
+    return {
+        "step_cpu_s": per_step_cpu,
+        "fixed_cpu_s": by_steps[short]["cpu_s"] - short * per_step_cpu,
+        **{key: longest[key] for key in ("step_wall_s", "fixed_wall_s", "loop_s", "wall_s", "cpu_s", "peak_rss_mb")},
+    }
+
+
+# measure: (how grpokit's figure is set against TRL's in a round, the key in side_figures)
+PAIRED_MEASURES = {
+    "step_cpu_ratio": ("ratio", "step_cpu_s"),
+    "step_wall_ratio": ("ratio", "step_wall_s"),
+    "fixed_cpu_extra_s": ("difference", "fixed_cpu_s"),
+    "fixed_wall_extra_s": ("difference", "fixed_wall_s"),
+    "process_wall_ratio": ("ratio", "wall_s"),
+    "process_cpu_ratio": ("ratio", "cpu_s"),
+    "peak_rss_ratio": ("ratio", "peak_rss_mb"),
+}
 
 
 def summarize(runs: list[dict], short: int, long: int) -> dict:
-    """Per side: CPU per step and fixed CPU from the short and long runs (CPU = fixed + steps x per step);
-    wall-clock per step, fixed wall and peak RSS from the long runs. Then grpokit against TRL."""
-    summary: dict = {}
-    for kind in KINDS:
-        cpu = {n: _median([r["cpu_s"] for r in runs if r["kind"] == kind and r["steps"] == n]) for n in (short, long)}
-        per_step_cpu = (cpu[long] - cpu[short]) / (long - short)
-        longs = [r for r in runs if r["kind"] == kind and r["steps"] == long]
-        summary[kind] = {
-            "step_cpu_s": round(per_step_cpu, 5),
-            "fixed_cpu_s": round(cpu[short] - short * per_step_cpu, 3),
-            **{key: _spread([r[key] for r in longs]) for key in ("step_wall_s", "fixed_wall_s", "loop_s", "wall_s", "peak_rss_mb")},
+    """Per round: both sides' figures and grpokit against TRL (a ratio or a difference per measure);
+    then, per measure, the median and min-max over rounds (`paired`), and each side's median figures."""
+    rounds = sorted({run["repeat"] for run in runs})
+    per_round = []
+    for index in rounds:
+        sides = {
+            kind: side_figures([r for r in runs if r["repeat"] == index and r["kind"] == kind], short, long) for kind in KINDS
         }
-    ours, theirs = summary["grpokit"], summary["plain TRL"]
-    summary["comparison"] = {
-        "step_cpu_ratio": round(ours["step_cpu_s"] / theirs["step_cpu_s"], 4),
-        "step_wall_ratio": round(ours["step_wall_s"]["median"] / theirs["step_wall_s"]["median"], 4),
-        "fixed_cpu_extra_s": round(ours["fixed_cpu_s"] - theirs["fixed_cpu_s"], 3),
-        "fixed_wall_extra_s": round(ours["fixed_wall_s"]["median"] - theirs["fixed_wall_s"]["median"], 3),
-        "peak_rss_ratio": round(ours["peak_rss_mb"]["median"] / theirs["peak_rss_mb"]["median"], 4),
+        ours, theirs = sides["grpokit"], sides["plain TRL"]
+        versus = {
+            name: ours[key] / theirs[key] if how == "ratio" else ours[key] - theirs[key]
+            for name, (how, key) in PAIRED_MEASURES.items()
+        }
+        per_round.append({"round": index, "sides": sides, "grpokit_vs_trl": versus})
+    comparison = {
+        name: paired([entry["grpokit_vs_trl"][name] for entry in per_round], digits=4 if how == "ratio" else 3)
+        for name, (how, _) in PAIRED_MEASURES.items()
     }
-    return summary
+    sides = {
+        kind: {key: round(statistics.median(entry["sides"][kind][key] for entry in per_round), 4) for key in per_round[0]["sides"][kind]}
+        for kind in KINDS
+    }
+    return {"rounds": per_round, "comparison": comparison, "sides": sides}
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": round(_median(values), 4), "min": min(values), "max": max(values)}
+TARGETS = {  # measure: (limit, how the limit reads)
+    "step_cpu_ratio": (1.05, "at most 1.05x"),
+    "step_wall_ratio": (1.05, "at most 1.05x"),
+    "fixed_cpu_extra_s": (2.0, "at most +2 s"),
+    "fixed_wall_extra_s": (2.0, "at most +2 s"),
+    "process_wall_ratio": (1.05, "at most 1.05x"),
+    "peak_rss_ratio": (1.05, "at most 1.05x"),
+}
+ROWS = [  # (label, measure, side key, side format)
+    ("per-step CPU time (s; slope between the short and long run)", "step_cpu_ratio", "step_cpu_s", "{:.4f}"),
+    ("per-step wall time (s; median step of the long run, first left out)", "step_wall_ratio", "step_wall_s", "{:.4f}"),
+    ("fixed CPU time (s; intercept)", "fixed_cpu_extra_s", "fixed_cpu_s", "{:.2f}"),
+    ("fixed wall time (s; long run's wall minus its training loop)", "fixed_wall_extra_s", "fixed_wall_s", "{:.2f}"),
+    ("whole process, wall (s; long run)", "process_wall_ratio", "wall_s", "{:.2f}"),
+    ("whole process, CPU (s; long run)", "process_cpu_ratio", "cpu_s", "{:.2f}"),
+    ("peak RSS (MB; long run)", "peak_rss_ratio", "peak_rss_mb", "{:.0f}"),
+]
 
 
-def markdown(summary: dict, phases: dict | None, meta: dict) -> str:
-    def cell(kind: str, key: str, form: str) -> str:
-        value = summary[kind][key]
-        if isinstance(value, dict):
-            return f"{form.format(value['median'])} ({form.format(value['min'])}-{form.format(value['max'])})"
-        return form.format(value)
+def verdict(measure: str, stat: dict) -> str:
+    """'met' / 'over' for the median, and whether every round agrees."""
+    if measure not in TARGETS or stat["median"] is None:
+        return ""
+    limit, text = TARGETS[measure]
+    within = [value <= limit for value in stat["per_round"]]
+    median_met = stat["median"] <= limit
+    agreement = "every round" if all(within) else "no round" if not any(within) else f"{sum(within)} of {len(within)} rounds"
+    return f"{text}: {'met' if median_met else '**over**'} ({agreement} within)"
 
-    c = summary["comparison"]
-    rows = [
-        ("per-step CPU time (s; slope between the short and long runs)", "step_cpu_s", "{:.4f}", f"{c['step_cpu_ratio']:.3f}x", "within 5%"),
-        ("per-step wall time (s; median of steps 2..N, long runs)", "step_wall_s", "{:.4f}", f"{c['step_wall_ratio']:.3f}x", "within 5%"),
-        ("fixed CPU time (s; intercept)", "fixed_cpu_s", "{:.2f}", f"{c['fixed_cpu_extra_s']:+.2f} s", "at most +2 s"),
-        ("fixed wall time (s; wall - training loop, long runs)", "fixed_wall_s", "{:.2f}", f"{c['fixed_wall_extra_s']:+.2f} s", "at most +2 s"),
-        ("wall, process start to exit (s, long runs)", "wall_s", "{:.2f}", "", ""),
-        ("peak RSS (MB, long runs)", "peak_rss_mb", "{:.0f}", f"{c['peak_rss_ratio']:.3f}x", "within 5%"),
-    ]
+
+def versus_text(measure: str, stat: dict) -> str:
+    if PAIRED_MEASURES[measure][0] == "ratio":
+        return spread_text(stat, "{:.2f}", "x")
+    return spread_text(stat, "{:+.2f}", " s")
+
+
+def markdown(payload: dict) -> str:
+    summary, arguments = payload["summary"], payload["arguments"]
+    short, long, rounds = arguments["short"], arguments["long"], len(summary["rounds"])
     lines = [
         (f"`grpokit train` against a plain TRL script at identical settings (examples/demo.yaml's settings, "
-        f"{meta['short']} and {meta['long']} steps, final model saved), {meta['repeats']} alternating rounds of fresh "
-        f"processes; median (min-max); {meta['machine']}."),
+         f"{short} and {long} steps, final model saved, OMP_NUM_THREADS={arguments['threads']}), {rounds} rounds of "
+         f"fresh processes, the side going first alternating. \"grpokit vs TRL\": per round, grpokit's figure over "
+         f"(or minus) TRL's in that round; median over rounds (min to max). Side columns: medians over rounds."),
         "",
         "| | plain TRL | grpokit | grpokit vs TRL | target |",
         "|---|---:|---:|---:|---|",
     ]
-    for label, key, form, versus, target in rows:
-        lines.append(f"| {label} | {cell('plain TRL', key, form)} | {cell('grpokit', key, form)} | {versus} | {target} |")
+    for label, measure, key, form in ROWS:
+        stat = summary["comparison"][measure]
+        theirs, ours = (form.format(summary["sides"][kind][key]) for kind in KINDS)
+        lines.append(f"| {label} | {theirs} | {ours} | {versus_text(measure, stat)} | {verdict(measure, stat)} |")
+    lines += ["", "Per round (grpokit over TRL; fixed times: grpokit minus TRL, s):", ""]
+    lines.append("| round | first | " + " | ".join(measure for _, measure, _, _ in ROWS) + " |")
+    lines.append("|---|---|" + "---:|" * len(ROWS))
+    for entry in summary["rounds"]:
+        first = KINDS[entry["round"] % 2]
+        values = " | ".join(f"{entry['grpokit_vs_trl'][measure]:.3f}" for _, measure, _, _ in ROWS)
+        lines.append(f"| {entry['round']} | {first} | {values} |")
+    phases = payload.get("phases")
     if phases:
         lines += ["", "Where grpokit's time goes (one long run in one process, `grpokit train`'s steps):", ""]
         lines.append("| imports | config | build (data, model, trainer) | training loop | final save | report |")
@@ -253,12 +310,12 @@ def markdown(summary: dict, phases: dict | None, meta: dict) -> str:
         lines.append("| " + " | ".join(f"{phases[key]:.2f} s" for key in ("imports", "config", "build", "loop", "save", "report")) + " |")
     lines += [
         "",
-        ("CPU times are the child's user + system time (`os.wait4`); other processes on a shared machine stretch "
-        "wall-clock times far more than CPU times, so on a busy machine compare the CPU rows. Load average (1 min) "
-        f"{meta['load_average_start'][0]} at start, {meta['load_average_end'][0]} at end. Produced by "
-        "`benchmarks/overhead.py`."),
+        ("CPU times are the child's user + system time (`os.wait4`): other processes on a shared machine stretch "
+         f"wall-clock times far more than CPU times. {conditions_text(payload)}. Reproduce: `{payload['command']}`."),
         "",
     ]
+    if payload.get("note"):
+        lines[-1:-1] = ["", f"Note: {payload['note']}."]
     return "\n".join(lines)
 
 
@@ -278,13 +335,16 @@ def phase_breakdown(paths: dict, env: dict[str, str], steps: int) -> dict[str, f
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--short", type=int, default=10, help="steps of the short runs")
-    parser.add_argument("--long", type=int, default=50, help="steps of the long runs")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (each: both sides, both lengths)")
+    parser.add_argument("--short", type=int, default=10, help="steps of the short runs (default 10)")
+    parser.add_argument("--long", type=int, default=80, help="steps of the long runs (default 80)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds, each: both sides, both lengths (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every child (1: steadier on a shared machine)")
     parser.add_argument("--no-phases", action="store_true", help="skip the phase breakdown run")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 2 and 4 steps, no phases, into results/quick/")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/)")
+    parser.add_argument("--resummarize", type=Path, help="recompute the summary and tables of an existing results file from its runs")
     parser.add_argument("--child-trl", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--child-phases", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -292,8 +352,14 @@ def main(argv: list[str] | None = None) -> None:
         return child_plain_trl(*args.child_trl)
     if args.child_phases:
         return child_grpokit_phases(*args.child_phases)
-
-    import torch
+    if args.resummarize:
+        payload = json.loads(args.resummarize.read_text(encoding="utf-8"))
+        arguments = payload["arguments"]
+        payload["summary"] = summarize(payload["runs"], arguments["short"], arguments["long"])
+        return write_results(payload, args.out or args.resummarize.parent)
+    if args.quick:
+        args.short, args.long, args.repeats, args.no_phases = 2, 4, 2, True
+        args.out = args.out or RESULTS_DIR / "quick"
 
     from grpokit.commands.demo import write_training_problems
     from grpokit.model.builtin import resolve_model_path
@@ -310,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         "TINY_MODEL_PATH": str(resolve_model_path("builtin:tiny")),
         "HF_DATASETS_CACHE": str(work / "hf-cache"),
     }
-    load_start = [round(x, 1) for x in os.getloadavg()]
+    load_before = load_average()
     runs = []
     try:
         for repeat in range(args.repeats):
@@ -322,22 +388,24 @@ def main(argv: list[str] | None = None) -> None:
         phases = None if args.no_phases else phase_breakdown(paths, env, args.long)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    meta = {
-        "short": args.short,
-        "long": args.long,
-        "repeats": args.repeats,
-        "threads": args.threads,
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), OMP_NUM_THREADS={args.threads}, no GPU, "
-        f"torch {torch.__version__}",
-        "load_average_start": load_start,
-        "load_average_end": [round(x, 1) for x in os.getloadavg()],
+    payload = {
+        "benchmark": "overhead",
+        **invocation("overhead.py", argv, {k: v for k, v in vars(args).items() if not k.startswith("child")}),
+        "machine": machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "summary": summarize(runs, args.short, args.long),
+        "phases": phases,
+        "runs": runs,
     }
-    summary = summarize(runs, args.short, args.long)
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {**meta, "summary": summary, "phases": phases, "runs": runs}
-    (args.out / "overhead.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (args.out / "overhead.md").write_text(markdown(summary, phases, meta), encoding="utf-8")
-    print(markdown(summary, phases, meta))
+    write_results(payload, args.out or RESULTS_DIR)
+
+
+def write_results(payload: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overhead.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (out / "overhead.md").write_text(markdown(payload), encoding="utf-8")
+    print(markdown(payload))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,28 @@
-"""How long does a bad config take to report? `grpokit validate` against `trl grpo`, same bad files.
+"""How long does a bad config take to report, and is it reported? `grpokit validate` against `trl grpo`, same bad files.
 
-Issue 12's target: a YAML error, a missing file and an unknown key are reported in under 1.5 s. For
-each kind of bad config, both commands run in a fresh process on the same file, alternating which
-goes first, `--repeats` times; the figure is the wall time from start to exit, as the parent sees
-it. The baseline is TRL's own CLI (`trl grpo --config FILE`), which parses the same YAML with its
-`TrlParser` after importing torch and transformers; the script checks that each command exits with
-an error and says so in its output, so neither side is timed on a run that went further.
+    .venv/bin/python benchmarks/startup_errors.py            # 5 alternating pairs per case: about 4 minutes
+    .venv/bin/python benchmarks/startup_errors.py --quick    # smoke run (1 pair per case) into results/quick/
 
-Writes benchmarks/results/startup_errors.json (every run) and startup_errors.md (the table).
+Not the same work on both sides: `trl grpo --config FILE` is TRL's own command-line entry point, which
+parses the same YAML with its `TrlParser` after importing torch and transformers; `grpokit validate`
+is grpokit's checking command. Both are what a user runs first on a config file. Issue 12's target:
+grpokit reports a YAML error, a missing file and an unknown key in under 1.5 s.
 
-    .venv/bin/python benchmarks/startup_errors.py            # 5 alternating pairs per case: about 3 minutes
-    .venv/bin/python benchmarks/startup_errors.py --repeats 9
+For each kind of bad config, both commands run in a fresh process on the same file, alternating
+which goes first, `--repeats` times. Per run: the wall time from start to exit, as the parent sees
+it, and how the run ended, judged the same way for both commands:
+
+- `clean error`: a non-zero exit, no Python traceback, and one line of the output names the problem
+  (each case's pattern below: the key, "not found", "UTF-8", ...);
+- `traceback`: a non-zero exit with a Python traceback in the output;
+- `other error`: a non-zero exit, no traceback, but no line names the problem (a different error);
+- `no error`: exit 0.
+
+"Reported" means a clean error. Seconds are paired per repeat: `trl grpo`'s time over grpokit's in
+the same pair; the table shows the median over pairs and the min-max.
+
+Writes benchmarks/results/startup_errors.json (arguments, machine, load average, every run) and
+startup_errors.md (the table).
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -26,18 +38,33 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import conditions_text, invocation, load_average, machine, paired, spread_text
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
 TARGET_SECONDS = 1.5
+TOOLS = ("grpokit validate", "trl grpo")
 GOOD = "model_id: builtin:tiny\ntrain_dataset_path: train.jsonl\nlearning_rate: 1.0e-5\n"
 CASES = {
-    # name: (file content or None for a missing file, what grpokit's message says)
-    "YAML syntax error": (GOOD + "max_steps: [2\n", "not valid YAML"),
-    "missing config file": (None, "config file not found"),
-    "unknown key": (GOOD + "learnin_rate: 0.1\n", "unknown config key"),
-    "key written twice": (GOOD + "learning_rate: 0.5\n", "written twice"),
-    "not UTF-8": ((GOOD + "system_prompt: caf\xe9\n").encode("latin-1"), "not UTF-8"),
+    # name: (file content, or None for a missing file; a pattern that a line naming the problem matches)
+    "YAML syntax error": (GOOD + "max_steps: [2\n", r"yaml|line 5"),
+    "missing config file": (None, r"not found|no such file"),
+    "unknown key": (GOOD + "learnin_rate: 0.1\n", r"learnin_rate"),
+    "key written twice": (GOOD + "learning_rate: 0.5\n", r"learning_rate.*(twice|duplicate)|(twice|duplicate).*learning_rate"),
+    "not UTF-8": ((GOOD + "system_prompt: caf\xe9\n").encode("latin-1"), r"utf-?8"),
 }
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def outcome(exit_code: int, output: str, names_problem: str) -> str:
+    """How a run ended: 'clean error', 'traceback', 'other error' or 'no error' (see the module docstring)."""
+    if exit_code == 0:
+        return "no error"
+    if TRACEBACK in output:
+        return "traceback"
+    if any(re.search(names_problem, line, flags=re.IGNORECASE) for line in output.splitlines()):
+        return "clean error"
+    return "other error"
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, int, str]:
@@ -47,75 +74,96 @@ def timed(command: list[str], cwd: Path) -> tuple[float, int, str]:
     return time.perf_counter() - started, result.returncode, result.stdout + result.stderr
 
 
-def main() -> None:
+def write_case(workdir: Path, index: int, content) -> Path:
+    path = workdir / f"case{index}.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    rows = []
+    for name in CASES:
+        case = [r for r in runs if r["case"] == name]
+        pairs = sorted({r["repeat"] for r in case})
+        seconds = {(r["tool"], r["repeat"]): r["seconds"] for r in case}
+        rows.append({
+            "case": name,
+            **{f"{tool} seconds": statistics.median(r["seconds"] for r in case if r["tool"] == tool) for tool in TOOLS},
+            "trl_over_grpokit": paired([seconds[("trl grpo", i)] / seconds[("grpokit validate", i)] for i in pairs], 2),
+            **{f"{tool} outcomes": sorted({r["outcome"] for r in case if r["tool"] == tool}) for tool in TOOLS},
+            "trl grpo exit codes": sorted({r["exit_code"] for r in case if r["tool"] == "trl grpo"}),
+        })  # fmt: skip
+    return rows
+
+
+def markdown(payload: dict) -> str:
+    repeats = payload["arguments"]["repeats"]
+    lines = [
+        (f"Seconds from start to exit when the config is bad, and how the command ended; {repeats} alternating pairs "
+         f"per case, median (min-max ratio over pairs). Not the same work: `trl grpo --config FILE` is TRL's command-line "
+         f"entry point, `grpokit validate` grpokit's checking command. Target: grpokit under {TARGET_SECONDS} s with a "
+         "clean error (a non-zero exit, no traceback, a line that names the problem)."),
+        "",
+        "| bad config | grpokit validate (s) | how it ended | trl grpo (s) | how it ended (exit codes) | trl grpo over grpokit |",
+        "|---|---:|---|---:|---|---:|",
+    ]
+    for row in payload["summary"]:
+        codes = ", ".join(map(str, row["trl grpo exit codes"]))
+        lines.append(
+            f"| {row['case']} | {row['grpokit validate seconds']:.2f} | {' / '.join(row['grpokit validate outcomes'])} "
+            f"| {row['trl grpo seconds']:.2f} | {' / '.join(row['trl grpo outcomes'])} ({codes}) "
+            f"| {spread_text(row['trl_over_grpokit'], '{:.1f}')} |"
+        )
+    lines += ["", f"{conditions_text(payload)}. Reproduce: `{payload['command']}`.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args()
-    load_before = os.getloadavg()[0]
+    parser.add_argument("--repeats", type=int, default=5, help="alternating pairs per case (default 5)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 pair per case, into results/quick/")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.out = 1, args.out or RESULTS_DIR / "quick"
+    load_before = load_average()
     runs = []
     with tempfile.TemporaryDirectory(prefix="grpokit-startup-") as work:
         workdir = Path(work)
         (workdir / "train.jsonl").write_text('{"prompt": "1+1=", "answer": "2"}\n')
-        for name, (content, says) in CASES.items():
-            path = workdir / f"{abs(hash(name))}.yaml"
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            elif content is not None:
-                path.write_text(content, encoding="utf-8")
+        for index, (name, (content, names_problem)) in enumerate(CASES.items()):
+            path = write_case(workdir, index, content)
             commands = {
                 "grpokit validate": [str(BIN / "grpokit"), "validate", str(path)],
                 "trl grpo": [str(BIN / "trl"), "grpo", "--config", str(path)],
             }
             for repeat in range(args.repeats):
-                order = list(commands) if repeat % 2 == 0 else list(reversed(commands))
-                for tool in order:
+                for tool in TOOLS if repeat % 2 == 0 else TOOLS[::-1]:
                     seconds, code, output = timed(commands[tool], workdir)
-                    reported = code != 0 and (says in output if tool == "grpokit validate" else True)
-                    runs.append({"case": name, "tool": tool, "seconds": seconds, "exit_code": code, "reported": reported})
-                    print(f"{name:22s} {tool:17s} {seconds:6.2f} s exit {code}", flush=True)
-    load_after = os.getloadavg()[0]
-    rows = []
-    for name in CASES:
-        medians = {
-            tool: statistics.median(r["seconds"] for r in runs if r["case"] == name and r["tool"] == tool)
-            for tool in ("grpokit validate", "trl grpo")
-        }
-        reported = all(r["reported"] for r in runs if r["case"] == name and r["tool"] == "grpokit validate")
-        rows.append({"case": name, **medians, "grpokit_reported": reported})
+                    ended = outcome(code, output, names_problem)
+                    last_lines = [line for line in output.splitlines() if line.strip()][-3:]
+                    runs.append({"case": name, "tool": tool, "repeat": repeat, "seconds": round(seconds, 3),
+                                 "exit_code": code, "outcome": ended, "last_lines": last_lines})  # fmt: skip
+                    print(f"{name:22s} {tool:17s} {seconds:6.2f} s exit {code} {ended}", flush=True)
     payload = {
-        "runs": runs,
-        "medians": rows,
+        "benchmark": "startup_errors",
+        **invocation("startup_errors.py", argv, vars(args)),
         "target_seconds": TARGET_SECONDS,
-        "repeats": args.repeats,
-        "load_average": [load_before, load_after],
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}",
+        "machine": machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "summary": summarize(runs),
+        "runs": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup_errors.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    heading = (
-        f"Seconds from start to exit when the config is bad: median of {args.repeats} runs each, alternating; "
-        f"{payload['machine']}. Target: under {TARGET_SECONDS} s."
-    )
-    lines = [
-        heading,
-        "",
-        "| bad config | grpokit validate | trl grpo (exit codes seen) | grpokit's message says it |",
-        "|---|---:|---:|---|",
-    ]
-    for row in rows:
-        codes = sorted({r["exit_code"] for r in runs if r["case"] == row["case"] and r["tool"] == "trl grpo"})
-        lines.append(
-            f"| {row['case']} | {row['grpokit validate']:.2f} | {row['trl grpo']:.2f} ({', '.join(map(str, codes))}) "
-            f"| {'yes' if row['grpokit_reported'] else 'NO'} |"
-        )
-    footer = (
-        f"Load average (1 min) {load_before:.1f} at start, {load_after:.1f} at end. "
-        "Produced by `benchmarks/startup_errors.py`."
-    )
-    lines += ["", footer]
-    (args.out / "startup_errors.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    out = args.out or RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "startup_errors.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (out / "startup_errors.md").write_text(markdown(payload), encoding="utf-8")
+    print(markdown(payload))
 
 
 if __name__ == "__main__":
