@@ -19,11 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/grpokit demo
 
+# Every test; the 25 slowest are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
+# Leaves out the tests marked slow: each takes over 5 s on 2 idle cores (training runs, servers, subprocesses).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

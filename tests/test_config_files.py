@@ -79,7 +79,7 @@ def test_merge_keys_may_override_what_they_merge(tmp_path):
 def test_a_syntax_error_names_the_line_column_and_shows_it(tmp_path):
     error = error_of(tmp_path, "a: 1\nb: [1, 2\nc: 3\n")
     assert error.what.startswith("config file is not valid YAML:")
-    assert "line 3, column 2" in error.where or "line 3" in error.where
+    assert error.where.endswith("c.yaml, line 3, column 2: c: 3"), error.where  # the file, the place, the line's text
     assert "\n" not in error.what, "one line"
 
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import skip_unless_in_ci
 from grpokit.config import GrpokitOptions, RunConfig, distributed, load_config
 from grpokit.config.distributed import PRESET_FILES, apply_distributed, preset_path, resolve_distributed
 from grpokit.errors import ConfigError
@@ -162,21 +163,59 @@ def cpu_safe(plugin_args: dict) -> dict:
     return {**plugin_args, "sync_module_states": False, "cpu_ram_efficient_loading": False}
 
 
-@pytest.mark.parametrize("name", ["ddp", "fsdp", "fsdp2"])
-def test_torch_presets_become_training_arguments_accelerate_accepts(name, tiny_config, fsdp_environment):
-    from accelerate.utils import FullyShardedDataParallelPlugin
-
-    config = load_config(data={**tiny_config, "distributed": name, "bf16": False}, cuda_available=True)
-    args = config.to_grpo_config()
-    assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
-    if name == "ddp":
-        assert not args.fsdp and args.fsdp_plugin_args is None
+@pytest.fixture
+def current_gpu_for_fsdp(monkeypatch):
+    """accelerate's FSDP plugin asks for the current GPU when `sync_module_states` is on (the fsdp preset sets it);
+    on a machine without one, answer as device 0 would, so the preset is built exactly as shipped."""
+    if torch.cuda.is_available():
         return
-    plugin = FullyShardedDataParallelPlugin(**cpu_safe(args.fsdp_plugin_args))
-    assert plugin.fsdp_version == (1 if name == "fsdp" else 2)
-    assert "TRANSFORMER_BASED_WRAP" in str(plugin.auto_wrap_policy) or callable(plugin.auto_wrap_policy)
-    plugin.set_state_dict_type("FULL_STATE_DICT")  # what saving.py does before gathering the final model
-    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    import accelerate.utils.dataclasses as accelerate_dataclasses
+
+    monkeypatch.setattr(accelerate_dataclasses, "is_cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+
+def test_the_ddp_preset_sets_no_sharding(tiny_config):
+    args = load_config(data={**tiny_config, "distributed": "ddp", "bf16": False}, cuda_available=True).to_grpo_config()
+    assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert not args.fsdp and args.fsdp_plugin_args is None and not args.deepspeed
+
+
+@pytest.mark.parametrize("name", ["fsdp", "fsdp2"])
+def test_fsdp_presets_reach_accelerate_as_shipped(name, tiny_config, fsdp_environment, current_gpu_for_fsdp, monkeypatch):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import BackwardPrefetch, ShardingStrategy, StateDictType
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+    from transformers import AutoModelForCausalLM
+
+    from grpokit.model.builtin import resolve_model_path
+
+    # accelerate's defaults, where a preset leaves a setting out, made different from what the presets set.
+    monkeypatch.setenv("FSDP_STATE_DICT_TYPE", "SHARDED_STATE_DICT")
+    monkeypatch.setenv("FSDP_AUTO_WRAP_POLICY", "NO_WRAP")
+    shipped = yaml.safe_load(preset_path(name).read_text())
+    args = load_config(data={**tiny_config, "distributed": name, "bf16": False}, cuda_available=True).to_grpo_config()
+    assert args.fsdp and args.gradient_checkpointing_kwargs == shipped["gradient_checkpointing_kwargs"]
+    assert {key: args.fsdp_config[key] for key in shipped["fsdp_config"]} == shipped["fsdp_config"], "every key as shipped"
+
+    plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)  # the arguments accelerate gets, unmodified
+    assert plugin.fsdp_version == shipped["fsdp_config"]["version"]
+    assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT, "the final model is gathered whole"
+    assert plugin.cpu_ram_efficient_loading is True
+    if name == "fsdp":
+        assert plugin.reshard_after_forward == ShardingStrategy.FULL_SHARD
+        assert plugin.backward_prefetch == BackwardPrefetch.BACKWARD_PRE
+        assert plugin.sync_module_states is True and plugin.use_orig_params is False
+    else:
+        assert plugin.reshard_after_forward is True
+    # One FSDP unit per transformer block: the policy accelerate builds for builtin:tiny wraps its decoder layers only.
+    assert plugin.auto_wrap_policy is transformer_auto_wrap_policy
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path("builtin:tiny"))
+    plugin.set_auto_wrap_policy(model)
+    layer = model.model.layers[0]
+    assert plugin.auto_wrap_policy.keywords["transformer_layer_cls"] == {type(layer)}
+    assert plugin.auto_wrap_policy(module=layer, recurse=False, nonwrapped_numel=0)
+    assert not plugin.auto_wrap_policy(module=layer.mlp, recurse=False, nonwrapped_numel=0)
 
 
 def test_keys_in_the_config_win_over_the_preset(tiny_config, fsdp_environment):
@@ -199,14 +238,29 @@ def test_deepspeed_preset_is_a_valid_deepspeed_json(name, stage):
     assert setup.kind == "deepspeed" and setup.trl_args == {"deepspeed": str(preset_path(name))}
 
 
-@pytest.mark.skipif(
-    not distributed._is_installed("deepspeed"), reason="deepspeed is not installed (pip install deepspeed)"
-)
-@pytest.mark.parametrize("name", ["deepspeed_zero2", "deepspeed_zero3"])
-def test_deepspeed_preset_is_accepted_by_transformers(name):
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+@pytest.mark.parametrize("name, stage", [("deepspeed_zero2", 2), ("deepspeed_zero3", 3)])
+def test_deepspeed_presets_as_shipped_are_completed_by_transformers(name, stage, tiny_config, request):
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-    assert HfTrainerDeepSpeedConfig(str(preset_path(name))).is_zero3() == (name == "deepspeed_zero3")
+    from grpokit.model.builtin import resolve_model_path
+
+    if not distributed._is_installed("deepspeed"):
+        skip_unless_in_ci("deepspeed is not installed (pip install deepspeed)")
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path("builtin:tiny"))  # before ZeRO-3 is switched on
+    data = {**tiny_config, "distributed": name, "bf16": False, "gradient_accumulation_steps": 2}
+    args = load_config(data=data, cuda_available=True).to_grpo_config()
+    request.addfinalizer(unset_hf_deepspeed_config)  # later tests load models without ZeRO-3's partitioning
+    assert args.deepspeed == str(preset_path(name)), "the shipped file itself"
+    deepspeed_config = args.hf_deepspeed_config  # transformers read the file and filled in the Trainer's values
+    assert deepspeed_config.is_zero3() == (stage == 3)
+    deepspeed_config.trainer_config_finalize(args, model, num_training_steps=2)  # raises on a value that contradicts args
+    assert '"auto"' not in json.dumps(deepspeed_config.config), "every auto value filled in"
+    assert deepspeed_config.get_value("zero_optimization.stage") == stage
+    assert deepspeed_config.get_value("train_micro_batch_size_per_gpu") == args.per_device_train_batch_size == 4
+    assert deepspeed_config.get_value("gradient_accumulation_steps") == 2
+    hidden = model.config.hidden_size
+    assert deepspeed_config.get_value("zero_optimization.reduce_bucket_size") == hidden * hidden
 
 
 def test_every_shipped_preset_resolves():

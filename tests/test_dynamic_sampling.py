@@ -324,27 +324,54 @@ def metrics_lines(config_path: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def check_dynamic_sampling_logs(lines: list[dict]) -> None:
+def check_dynamic_sampling_logs(lines: list[dict], max_rounds: int = 4) -> None:
     assert [line["step"] for line in lines] == [1, 2], "each step logged once"
     for line in lines:
         rounds = line["dynamic_sampling/generation_rounds"]
-        assert 1 <= rounds <= 4
+        assert 1 <= rounds <= max_rounds
         assert line["dynamic_sampling/groups_dropped"] >= 0 and line["dynamic_sampling/extra_generation_seconds"] >= 0
         assert (rounds > 1) == (line["dynamic_sampling/extra_completions"] > 0)
         assert 0 <= line["dynamic_sampling/zero_spread_share"] <= 1
 
 
-def test_a_run_with_dynamic_sampling_logs_its_figures_every_step(sampling_config: Path):
+def test_a_run_with_dynamic_sampling_trains_without_flat_groups_and_logs_its_figures(sampling_config: Path, monkeypatch):
+    from trl import GRPOTrainer
+
     from grpokit.config import load_config
     from grpokit.trainer import train
 
-    result = train(load_config(sampling_config))
+    trained_prompts: list[str] = []  # the prompt of every row the loss saw, read from TRL's own batch
+    compute_loss = GRPOTrainer.compute_loss
+
+    def recording_compute_loss(self, model, inputs, *args, **kwargs):
+        trained_prompts.extend(self.processing_class.batch_decode(inputs["prompt_ids"], skip_special_tokens=True))
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", recording_compute_loss)
+    result = train(load_config(sampling_config, ["dynamic_sampling.max_rounds=8"]))
     assert result.global_step == 2
     lines = metrics_lines(sampling_config)
-    check_dynamic_sampling_logs(lines)
+    check_dynamic_sampling_logs(lines, max_rounds=8)
     assert any(line["dynamic_sampling/generation_rounds"] > 1 for line in lines), "seed 0 draws a flat group first"
     scored = [json.loads(line) for line in (sampling_config.parent / "scores" / "rank0.jsonl").read_text().splitlines()]
     assert len(scored) == sum(line["dynamic_sampling/generation_rounds"] for line in lines)  # one scoring per round
+    assert len(trained_prompts) == 2 * 4, "two steps of one group of 4"
+
+    # Each round is one group of 4 completions of one prompt; it is flat when its 4 scores are equal.
+    replaced = 0
+    for step, line in enumerate(lines):
+        rounds = [scored.pop(0) for _ in range(int(line["dynamic_sampling/generation_rounds"]))]
+        flat = [r["prompts"][0] for r in rounds if len(set(r["scores"])) == 1]
+        with_spread = [r["prompts"][0] for r in rounds if len(set(r["scores"])) > 1]
+        trained = trained_prompts[4 * step : 4 * step + 4]
+        fillers = line["dynamic_sampling/zero_spread_groups_trained"]
+        assert line["dynamic_sampling/groups_dropped"] + fillers == len(flat), (step, rounds)
+        trained_flat = [p for p in trained if p in flat and p not in with_spread]
+        assert len(trained_flat) == 4 * fillers, f"step {step + 1} trained on flat groups {trained_flat}: {rounds}"
+        if flat and with_spread:
+            assert set(trained) <= set(with_spread)
+            replaced += 1
+    assert replaced, "a step where flat groups were generated, left out, and replaced by a group with spread"
 
 
 @pytest.mark.slow

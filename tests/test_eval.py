@@ -93,10 +93,13 @@ def test_eval_builtin_tiny_end_to_end(eval_config: Path, tmp_path: Path):
     summary = json.loads((out / "eval.json").read_text())
     samples = [json.loads(line) for line in (out / "eval_samples.jsonl").read_text().splitlines()]
     assert (summary["num_rows"], summary["num_samples"], summary["num_completions"]) == (6, 1, 6)
-    # Greedy completions are the ones the addition task's own greedy decoder produces.
-    expected = addition.greedy_accuracy(*_tiny(), addition.heldout_problems(6), max_new_tokens=5)
-    assert [s["completion"] for s in samples] == expected.completions
-    assert summary["accuracy"] == pytest.approx(expected.accuracy)
+    # eval decodes in left-padded batches; the expectation is greedy decoding written out, one unpadded prompt at a time.
+    problems = addition.heldout_problems(6)
+    assert len({len(p.prompt) for p in problems}) > 1, "prompts of different lengths, so the batch is padded"
+    model, tokenizer = _tiny()
+    expected = [_greedy_one_prompt(model, tokenizer, p.prompt, max_new_tokens=5) for p in problems]
+    assert [s["completion"] for s in samples] == expected
+    assert summary["accuracy"] == pytest.approx(sum(answer_matches(c, p.answer) for c, p in zip(expected, problems)) / 6)
     # The summary is the mean of the per-sample scores written next to it.
     exact = [s["scores"]["exact_match"] for s in samples]
     assert summary["reward_means"]["exact_match"] == pytest.approx(sum(exact) / len(exact))
@@ -128,6 +131,22 @@ def test_eval_without_a_test_split_says_how_to_fix_it(eval_config: Path):
     result = CliRunner().invoke(app, ["eval", str(eval_config), "--model", "builtin:tiny"])
     assert result.exit_code == 2
     assert "--split train" in result.output
+
+
+def _greedy_one_prompt(model, tokenizer, prompt: str, *, max_new_tokens: int) -> str:
+    """Greedy decoding by hand: no padding, no `generate`; the argmax of the last position's logits, until EOS."""
+    import torch
+
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]  # [1, P]
+    new: list[int] = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            next_id = int(model(input_ids=ids).logits[0, -1].argmax())
+            new.append(next_id)
+            if next_id == tokenizer.eos_token_id:
+                break
+            ids = torch.cat([ids, torch.tensor([[next_id]])], dim=1)  # [1, P + len(new)]
+    return tokenizer.decode(new, skip_special_tokens=True)
 
 
 def _tiny():

@@ -15,6 +15,7 @@ second process, a signal or a kill run it as a subprocess.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import os
@@ -300,6 +301,7 @@ def test_truncate_prompts_cuts_them_to_fit_and_says_how_many(workdir, kept):
 
 
 NAN_REWARD = '''
+import json
 import math
 
 def nan_for_odd_rows(prompts, completions, row, **kwargs):
@@ -307,6 +309,8 @@ def nan_for_odd_rows(prompts, completions, row, **kwargs):
 
 
 def nan_but_row_0(prompts, completions, row, **kwargs):
+    with open("scored_rows.jsonl", "a", encoding="utf-8") as handle:  # in the run's working directory
+        handle.write(json.dumps(list(row)) + "\\n")
     return [1.0 if r == 0 else math.nan for r in row]
 '''
 
@@ -327,7 +331,11 @@ def test_a_nan_reward_under_on_error_zero_is_counted_not_hidden(workdir, kept):
     assert outcome.code == 0, outcome.output[-3000:]
     lines = [json.loads(line) for line in (workdir / "out" / "metrics.jsonl").read_text().splitlines()]
     failures = [line["rewards/nan_but_row_0/failures"] for line in lines]
-    assert failures[-1] > 0 and failures == sorted(failures)
+    scored = [json.loads(line) for line in (workdir / "scored_rows.jsonl").read_text().splitlines()]
+    assert len(scored) == len(lines) == 2, "one scoring per step"
+    # Every completion of a row other than 0 failed: the counts, summed step by step.
+    assert failures == list(itertools.accumulate(sum(row != 0 for row in rows) for rows in scored))
+    assert failures[-1] > 0
     assert f"failed on {failures[-1]} completions" in flat(outcome.stderr)
     assert all(not math.isnan(line["reward"]) for line in lines)
 

@@ -19,6 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import skip_unless_in_ci
 from grpokit.config import load_config
 from grpokit.errors import ConfigError
 from grpokit.outputs.health_events import HealthEvent, append_health_event, job_stop_event, read_health_events
@@ -393,7 +394,7 @@ const pre = document.createElement('pre'); pre.id = 'layout'; pre.textContent = 
 def test_the_rendered_report_shows_the_health_section_at_the_top(tmp_path):
     browser = chromium()
     if browser is None:
-        pytest.skip("no headless Chromium on this machine (Debian: apt-get install chromium)")
+        skip_unless_in_ci("no headless Chromium on this machine (Debian: apt-get install chromium)")
     out = crafted_run_dir(tmp_path)
     html = write_report(out).html.read_text(encoding="utf-8")
     probe = out / "probe.html"  # the report plus a script that reports the page's layout as the browser laid it out

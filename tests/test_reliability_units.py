@@ -200,14 +200,29 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, ca
 
 def test_ranks_and_launched_processes_leave_the_lock_to_the_holder(tmp_path, monkeypatch):
     held = acquire_run_lock(tmp_path)
+    lock_file = tmp_path / ".grpokit-run.lock"
+    record = lock_file.read_bytes()
+
+    def still_held_by_the_holder() -> None:
+        assert lock_file.read_bytes() == record, "the holder's record is untouched"
+        with pytest.raises(RunLockedError):  # the flock is still the holder's
+            acquire_run_lock(tmp_path)
+
     monkeypatch.setenv("RANK", "1")
     with run_lock(tmp_path):
-        pass
+        still_held_by_the_holder()
+    still_held_by_the_holder()  # leaving the block released nothing
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv(HELD_BY_LAUNCHER_ENV, str(tmp_path.resolve()))
     with run_lock(tmp_path):
-        pass
+        still_held_by_the_holder()
+    still_held_by_the_holder()
     held.release()
+    assert not lock_file.exists()
+    monkeypatch.setenv(HELD_BY_LAUNCHER_ENV, str(tmp_path / "another-run"))  # a launcher holding another folder
+    with run_lock(tmp_path), pytest.raises(RunLockedError):  # this rank 0 holds the lock itself
+        acquire_run_lock(tmp_path)
+    assert not lock_file.exists()
 
 
 # ----------------------------------------------------------------------------- filesystem faults

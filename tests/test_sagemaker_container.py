@@ -264,7 +264,13 @@ def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path):
 def test_failure_reason_goes_to_sm_output_failure(tmp_path):
     container = FakeContainer(tmp_path, container_config(), [{"prompt": "1+1=", "wrong_column": "2"}] * 8)
     result = container.run()
-    assert result.returncode != 0
+    # Bad input: grpokit's own one-line error and exit 2, not a crash (1) with a traceback.
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
     reason = container.failure_file.read_text()
-    assert "answer" in reason  # rouge_l reads the column `answer`, which the data lacks
-    assert len(reason) <= 1025
+    what = reason.splitlines()[0]
+    assert "'answer'" in what  # rouge_l reads the column `answer`, which the data lacks
+    assert " ".join(what.split()) in " ".join(result.stderr.split()), "SageMaker shows the message the log shows"
+    assert "Traceback" not in reason and len(reason) <= 1025

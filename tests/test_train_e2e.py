@@ -159,9 +159,11 @@ def test_merge_by_reloading_matches_merging_in_place(tiny_config):
 
 
 def test_no_secret_in_any_checkpoint_file(tiny_config, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")  # restored after the test
+    monkeypatch.setenv("HF_TOKEN", "hf_ENV_SECRET_from_the_environment")  # restored after the test
     run({**tiny_config, "hub_token": "hf_SECRET_HUB", "token": "hf_SECRET_TOKEN"})
     files = [path for path in Path(tiny_config["output_dir"]).rglob("*") if path.is_file()]
     assert any(path.name == "training_args.bin" for path in files)
     for path in files:
-        assert b"SECRET" not in path.read_bytes(), path
+        content = path.read_bytes()
+        for secret in (b"hf_ENV_SECRET_from_the_environment", b"hf_SECRET_HUB", b"hf_SECRET_TOKEN"):
+            assert secret not in content, (path, secret)
