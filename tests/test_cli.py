@@ -48,6 +48,7 @@ def write(tmp_path: Path, config: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_validate_accepts_a_good_config(tmp_path, tiny_config):
     result = grpokit("validate", str(write(tmp_path, tiny_config)))
     assert result.returncode == 0, result.stderr
@@ -55,6 +56,7 @@ def test_validate_accepts_a_good_config(tmp_path, tiny_config):
     assert "rouge_l" in result.stdout and "length" in result.stdout
 
 
+@pytest.mark.slow
 def test_validate_runs_rewards_counted_in_tokens(tmp_path, tiny_config):
     tiny_config["rewards"] = [
         {"name": "length", "unit": "tokens", "target_length": 3},
@@ -65,6 +67,7 @@ def test_validate_runs_rewards_counted_in_tokens(tmp_path, tiny_config):
     assert "overlong_penalty" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -90,6 +93,7 @@ def test_usage_error_exits_2():
     assert grpokit("train").returncode == 2
 
 
+@pytest.mark.slow
 def test_train_cli_saves_model_and_says_where(tmp_path, tiny_config):
     result = grpokit("train", str(write(tmp_path, tiny_config)), "--set", "max_steps=1")
     assert result.returncode == 0, result.stderr
@@ -102,6 +106,7 @@ def test_models_lists_builtin_tiny():
     assert result.returncode == 0 and "builtin:tiny" in result.stdout
 
 
+@pytest.mark.slow
 def test_nproc_checks_the_config_for_the_job_before_starting_ranks(tmp_path, tiny_config):
     # 3 prompts per process x 2 processes = 6: no whole groups of 4. One message, exit 2, no ranks started.
     result = grpokit("train", str(write(tmp_path, tiny_config)), "--nproc", "2", "--set", "per_device_train_batch_size=3")
@@ -110,6 +115,7 @@ def test_nproc_checks_the_config_for_the_job_before_starting_ranks(tmp_path, tin
     assert not Path(tiny_config["output_dir"]).exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_then_exits_130(tmp_path, tiny_config):
     import json
     import signal

@@ -28,6 +28,7 @@ def test_examples_demo_yaml_is_the_demo_config_and_loads():
     assert config.to_grpo_config().learning_rate == 1e-4
 
 
+@pytest.mark.slow
 def test_short_demo_writes_summary_report_plot_and_accuracy_curve(tmp_path):
     result = run_demo(tmp_path / "demo", overrides=["max_steps=3"], options=SHORT)
     out = tmp_path / "demo"
@@ -57,6 +58,7 @@ def test_short_demo_writes_summary_report_plot_and_accuracy_curve(tmp_path):
         assert image.format == "PNG"
 
 
+@pytest.mark.slow
 def test_demo_training_data_never_holds_a_heldout_pair(tmp_path):
     run_demo(tmp_path / "demo", overrides=["max_steps=1"], options=SHORT)
     rows = [json.loads(line) for line in (tmp_path / "demo/data/train.jsonl").read_text().splitlines()]
@@ -65,6 +67,7 @@ def test_demo_training_data_never_holds_a_heldout_pair(tmp_path):
     assert not heldout & {row["prompt"] for row in rows}
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_demo(tmp_path):
     first = run_demo(tmp_path / "a", overrides=["max_steps=2"], options=SHORT).summary
     second = run_demo(tmp_path / "b", overrides=["max_steps=2"], options=SHORT).summary
@@ -72,6 +75,7 @@ def test_same_seed_gives_the_same_demo(tmp_path):
     assert (first.reward_first, first.reward_last) == (second.reward_first, second.reward_last)
 
 
+@pytest.mark.slow
 def test_cli_demo_prints_the_summary_table(tmp_path):
     out = tmp_path / "cli-demo"
     result = subprocess.run(
@@ -87,6 +91,7 @@ def test_cli_demo_prints_the_summary_table(tmp_path):
     assert (out / "summary.json").is_file() and (out / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_cli_demo_with_a_bad_override_exits_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "grpokit", "demo", "--output-dir", str(tmp_path), "--set", "learnin_rate=1"],

@@ -110,6 +110,7 @@ def check_two_rank_run(config_path: Path, result: subprocess.CompletedProcess) -
 # ----------------------------------------------------------------------------- end to end, 2 processes
 
 
+@pytest.mark.slow
 def test_nproc_2_runs_ddp_over_gloo_and_reduces_rewards_across_ranks(ddp_config: Path):
     result = run_command(
         [sys.executable, "-m", "grpokit", "train", str(ddp_config), "--nproc", "2"], ddp_config.parent
@@ -117,6 +118,7 @@ def test_nproc_2_runs_ddp_over_gloo_and_reduces_rewards_across_ranks(ddp_config:
     check_two_rank_run(ddp_config, result)
 
 
+@pytest.mark.slow
 def test_torchrun_runs_the_same_config_on_2_processes(ddp_config: Path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     result = run_command([*command, "-m", "grpokit", "train", str(ddp_config)], ddp_config.parent)

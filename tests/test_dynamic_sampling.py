@@ -222,6 +222,7 @@ def sampling_trainer(tmp_path_factory):
     return trainer
 
 
+@pytest.mark.slow
 def test_the_trainer_drops_the_zero_spread_groups_and_draws_replacements(sampling_trainer):
     trainer = sampling_trainer
     calls: list[list[dict]] = []
@@ -334,6 +335,7 @@ def check_dynamic_sampling_logs(lines: list[dict], max_rounds: int = 4) -> None:
         assert 0 <= line["dynamic_sampling/zero_spread_share"] <= 1
 
 
+@pytest.mark.slow
 def test_a_run_with_dynamic_sampling_trains_without_flat_groups_and_logs_its_figures(sampling_config: Path, monkeypatch):
     from trl import GRPOTrainer
 

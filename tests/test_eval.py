@@ -86,6 +86,7 @@ def eval_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_eval_builtin_tiny_end_to_end(eval_config: Path, tmp_path: Path):
     out = tmp_path / "eval"
     result = CliRunner().invoke(app, ["eval", str(eval_config), "--model", "builtin:tiny", "--output", str(out)])
@@ -107,6 +108,7 @@ def test_eval_builtin_tiny_end_to_end(eval_config: Path, tmp_path: Path):
     assert "accuracy (answer)" in result.output
 
 
+@pytest.mark.slow
 def test_eval_of_a_saved_adapter_compared_with_its_base(eval_config: Path, tmp_path: Path):
     from peft import LoraConfig, get_peft_model
 

@@ -232,6 +232,7 @@ VALUE_FAULTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(VALUE_FAULTS))
 def test_a_value_trl_would_reject_after_loading_the_model_fails_validate(case, workdir, kept):
     changes, culprits = VALUE_FAULTS[case]
@@ -248,6 +249,7 @@ def test_scale_rewards_as_trl_documents_it_is_accepted(value, resolved, workdir)
     assert config.to_grpo_config().scale_rewards == resolved
 
 
+@pytest.mark.slow
 def test_validate_runs_a_trial_step_and_counts_the_steps_the_run_trains(workdir, kept):
     outcome = grpokit("validate", str(write_config(workdir, base_config(workdir, max_steps=-1, num_train_epochs=2))), cwd=workdir)
     assert outcome.code == 0, outcome.output[-3000:]
@@ -277,6 +279,7 @@ def long_prompt_rows(count: int, size: int) -> list[dict]:
     return [{"prompt": "x" * size + f" {i}+1=", "answer": str(i + 1)} for i in range(count)]
 
 
+@pytest.mark.slow
 def test_prompts_longer_than_the_model_can_take_are_an_error_with_bounded_memory(workdir, kept):
     # The case: 16 prompts of 200 KB grew the process to 16 GB. Now: one message, memory bounded.
     write_jsonl(workdir / "long.jsonl", long_prompt_rows(16, 200_000))
@@ -289,6 +292,7 @@ def test_prompts_longer_than_the_model_can_take_are_an_error_with_bounded_memory
     assert peak_kib < 3 * 1024 * 1024, f"validate peaked at {peak_kib / 2**20:.1f} GiB"
 
 
+@pytest.mark.slow
 def test_truncate_prompts_cuts_them_to_fit_and_says_how_many(workdir, kept):
     write_jsonl(workdir / "long.jsonl", [*long_prompt_rows(3, 5_000), {"prompt": "1+1=", "answer": "2"}])
     config = write_config(workdir, base_config(workdir, train_dataset_path="long.jsonl", truncate_prompts=True, max_prompt_length=64))
@@ -322,6 +326,7 @@ def test_a_nan_reward_is_an_error_naming_the_reward_and_row(workdir, kept):
     assert_fails(grpokit("validate", str(config), "--no-trial-step", cwd=workdir), 1, "nan_for_odd_rows", "dataset row 1", "nan")
 
 
+@pytest.mark.slow
 def test_a_nan_reward_under_on_error_zero_is_counted_not_hidden(workdir, kept):
     (workdir / "nan_reward.py").write_text(NAN_REWARD)
     write_jsonl(workdir / "rows.jsonl", [{"prompt": f"{i}+1=", "answer": str(i + 1), "row": i} for i in range(8)])
@@ -379,6 +384,7 @@ def http_config(workdir: Path, url: str) -> Path:
     return write_config(workdir, base_config(workdir, rewards=rewards))
 
 
+@pytest.mark.slow
 def test_a_url_password_is_sent_as_basic_auth_and_never_printed(workdir, scoring_server, kept):
     outcome = grpokit("validate", str(http_config(workdir, f"http://scorer:s3cret-pw@127.0.0.1:{scoring_server}/score")), cwd=workdir)
     assert outcome.code == 0, outcome.output[-3000:]
@@ -455,6 +461,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(workdir):
 # ----------------------------------------------------------------------------- checkpoints
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(workdir):
     config = write_config(workdir, base_config(workdir, save_total_limit=None))
     assert grpokit("train", str(config), cwd=workdir).code == 0
@@ -496,6 +503,7 @@ def small_filesystem(workdir: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_named_and_the_run_resumes_once_there_is_room(workdir, small_filesystem):
     config = write_config(workdir, base_config(workdir, output_dir=str(small_filesystem / "out"), max_steps=6))
     outcome = grpokit("train", str(config), cwd=workdir)
@@ -579,6 +587,7 @@ def start_then_stick(workdir: Path, **changes) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_a_stuck_step_still_ends_within_the_stop_timeout_after_sigterm(workdir):
     process = start_then_stick(workdir, stop_timeout=2)
     checkpoints = workdir / "out" / "checkpoints"
@@ -596,6 +605,7 @@ def test_a_stuck_step_still_ends_within_the_stop_timeout_after_sigterm(workdir):
     assert mlflow_status(workdir) == "KILLED"
 
 
+@pytest.mark.slow
 def test_a_second_sigterm_ends_a_stuck_step_at_once(workdir):
     process = start_then_stick(workdir, stop_timeout=600)
     process.send_signal(signal.SIGTERM)

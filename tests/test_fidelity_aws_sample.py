@@ -140,6 +140,7 @@ def test_convert_refuses_keys_the_sample_never_read(tmp_path):
 # ----------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_the_samples_args_yaml_trains_2_steps_on_the_builtin_model(tmp_path):
     config_path = tmp_path / "args.yaml"
     config_path.write_text(yaml.safe_dump(sample_args_for_here(tmp_path)))
@@ -154,6 +155,7 @@ def test_the_samples_args_yaml_trains_2_steps_on_the_builtin_model(tmp_path):
     assert changed_weights(model_dir), "merge_weights: true saves the trained adapter merged into the base"
 
 
+@pytest.mark.slow
 def test_the_converted_sample_trains_2_steps_with_its_kl_term_and_rewards(tmp_path):
     source = tmp_path / "args.yaml"
     source.write_text(yaml.safe_dump(sample_args_for_here(tmp_path)))

@@ -124,6 +124,7 @@ def fake_hub(monkeypatch):
     hub.server.server_close()
 
 
+@pytest.mark.slow
 def test_push_to_hub_with_merge_weights_pushes_the_merged_model_once(tiny_config, fake_hub):
     config = load_config(data={**tiny_config, "merge_weights": True, "push_to_hub": True, "hub_model_id": "me/model"})
     assert config.to_grpo_config().push_to_hub is False  # transformers never pushes a checkpoint's adapter
@@ -199,6 +200,7 @@ def test_tf32_on_a_cpu_falls_back_like_bf16(tiny_config):
 # ----------------------------------------------------------------------------- the summary after a resume
 
 
+@pytest.mark.slow
 def test_the_summary_after_a_resume_counts_the_steps_this_run_trained(tiny_config, tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({**tiny_config, "max_steps": 1}))
@@ -213,6 +215,7 @@ def test_the_summary_after_a_resume_counts_the_steps_this_run_trained(tiny_confi
 # ----------------------------------------------------------------------------- grpokit rewards without a source
 
 
+@pytest.mark.slow
 def test_grpokit_rewards_generates_when_given_no_completions(tiny_config, tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(tiny_config))

@@ -193,6 +193,7 @@ def accelerate_variant_config(tmp_path: Path, saved_dataset: Path, tiny_reward_m
     return path
 
 
+@pytest.mark.slow
 def test_the_accelerate_variant_config_trains_2_steps_scored_by_the_reward_model_alone(
     tmp_path, saved_dataset, tiny_reward_model, caplog
 ):

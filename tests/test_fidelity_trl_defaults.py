@@ -162,6 +162,7 @@ def test_difference_lines_name_each_field_its_value_the_default_and_why(tiny_con
     assert not any(line.startswith("learning_rate: 1e-06") for line in lines), "fields equal to the default are not listed"
 
 
+@pytest.mark.slow
 def test_validate_prints_the_difference_lines(tiny_config, tmp_path):
     import yaml
 
@@ -173,6 +174,7 @@ def test_validate_prints_the_difference_lines(tiny_config, tmp_path):
     assert f"  beta: 0.04 (TRL {TRL_VERSION} default: 0.0; trl_defaults: 0.17.0)" in result.output
 
 
+@pytest.mark.slow
 def test_train_logs_the_difference_lines_at_start(tiny_config, caplog):
     from grpokit.trainer import train
 

@@ -138,6 +138,7 @@ def probe_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_probe_on_the_built_in_model_matches_a_direct_computation(probe_config: Path):
     from grpokit.commands.probe import ProbeOptions, run_probe
     from grpokit.config import load_config
@@ -183,6 +184,7 @@ def test_the_probe_on_the_built_in_model_matches_a_direct_computation(probe_conf
     assert report.filtered_rows == 12 - len(flat_rows)
 
 
+@pytest.mark.slow
 def test_probe_command_prints_the_figures_and_validate_prints_the_projection(probe_config: Path, tmp_path: Path):
     from grpokit.cli import app
 

@@ -142,6 +142,7 @@ def test_cli_report_on_a_directory_without_a_run_exits_2(tmp_path):
     assert "no metrics.jsonl" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_the_report_and_grpokit_report_rebuilds_it(tmp_path, tiny_config):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(tiny_config), encoding="utf-8")

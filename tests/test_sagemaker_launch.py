@@ -304,6 +304,7 @@ def clean_environment(home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @needs_sdk
 def test_dry_run_prints_the_request_without_aws(tmp_path):
     config_path = write_config(
@@ -362,6 +363,7 @@ def test_dry_run_prints_the_request_without_aws(tmp_path):
     assert "nothing uploaded" in result.stderr
 
 
+@pytest.mark.slow
 @needs_sdk
 def test_dry_run_without_a_region_says_how_to_give_one(tmp_path):
     config_path = write_config(tmp_path / "project")
@@ -425,6 +427,7 @@ def moto(tmp_path, monkeypatch):
         log.close()
 
 
+@pytest.mark.slow
 @needs_sdk
 def test_launch_creates_the_job_with_config_data_and_code_in_s3(tmp_path, moto, monkeypatch):
     import boto3

@@ -125,6 +125,7 @@ def assert_no_secret(text: str, where: str) -> None:
         assert secret not in text, f"{key}'s value leaked into {where}"
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_params_metrics_tables_dataset_and_model_without_secrets(
     mlflow_server, tiny_config, tmp_path
 ):
@@ -198,6 +199,7 @@ def test_mlflow_run_holds_params_metrics_tables_dataset_and_model_without_secret
     assert saved["run_id"] == run_id
 
 
+@pytest.mark.slow
 def test_resumed_training_continues_the_same_mlflow_run(mlflow_server, tiny_config):
     first = train(load_config(data=tracked_config(tiny_config, mlflow_server.url, "grpokit-resume")))
     assert first.global_step == 2
@@ -224,6 +226,7 @@ class KillServerAfterFirstStep(TrainerCallback):
             self.server.kill()
 
 
+@pytest.mark.slow
 def test_training_survives_the_tracking_server_going_away(tiny_config, tmp_path, caplog):
     with running_mlflow_server(tmp_path / "doomed-server") as server:
         config = load_config(data=tracked_config(tiny_config, server.url, "grpokit-doomed", max_steps=3))
@@ -244,6 +247,7 @@ def test_training_survives_the_tracking_server_going_away(tiny_config, tmp_path,
     assert lost and int(lost[-1].split("mlflow: ")[1].split()[0]) > 0
 
 
+@pytest.mark.slow
 def test_unreachable_server_at_start_is_one_warning_and_counted(tmp_path, caplog):
     tracker = GuardedTracker(
         MlflowTracker(tracking_uri=f"http://127.0.0.1:{free_port()}", experiment_name="nowhere"),
@@ -266,6 +270,7 @@ def test_unreachable_server_at_start_is_one_warning_and_counted(tmp_path, caplog
     assert not (tmp_path / "ck" / RUN_ID_FILE).exists()
 
 
+@pytest.mark.slow
 def test_sagemaker_arn_goes_through_the_plugin_to_the_local_server(
     mlflow_server, tmp_path, monkeypatch, reset_global_tracking_uri
 ):
@@ -308,6 +313,7 @@ def test_sagemaker_arn_goes_through_the_plugin_to_the_local_server(
     assert {item.path for item in client.list_artifacts(run.info.run_id)} >= {"completions", "model"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["sqlite", "file", "path"])
 def test_local_stores_need_no_server(store, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)

@@ -38,6 +38,7 @@ def wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_has_metrics_table_and_masked_key_and_tensorboard_events(tiny_config, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     config = load_config(

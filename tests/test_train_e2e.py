@@ -28,6 +28,7 @@ def base_weights() -> dict[str, torch.Tensor]:
     return load_file(str(Path(resolve_model_path("builtin:tiny")) / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_lora_adapter_run_writes_loadable_adapter_and_metrics(tiny_config):
     result = run(tiny_config)
     out = Path(tiny_config["output_dir"])
@@ -56,6 +57,7 @@ def test_lora_adapter_run_writes_loadable_adapter_and_metrics(tiny_config):
         assert 0.0 <= sample["reward"] <= 2.0  # rouge_l + length, each in [0, 1]
 
 
+@pytest.mark.slow
 def test_merged_model_is_plain_transformers_checkpoint_with_changed_weights(tiny_config):
     tiny_config["merge_weights"] = True
     tiny_config["lora_r"] = 4
@@ -73,6 +75,7 @@ def test_merged_model_is_plain_transformers_checkpoint_with_changed_weights(tiny
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_changes_parameters(tiny_config):
     tiny_config["use_lora"] = False
     run(tiny_config)
@@ -81,6 +84,7 @@ def test_full_fine_tuning_changes_parameters(tiny_config):
     assert any(not torch.equal(base[k], trained[k]) for k in base if k in trained)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_from_last_complete_checkpoint(tiny_config):
     run(tiny_config)  # steps 1-2, a checkpoint every step
     out = Path(tiny_config["output_dir"])
@@ -97,6 +101,7 @@ def test_rerun_resumes_from_last_complete_checkpoint(tiny_config):
     assert len({sample_steps.count(step) for step in sample_steps}) == 1, "no step recorded twice"
 
 
+@pytest.mark.slow
 def test_resume_never_starts_over_and_keeps_the_old_checkpoints_apart(tiny_config):
     run(tiny_config)
     checkpoints = Path(tiny_config["output_dir"]) / "checkpoints"
@@ -108,6 +113,7 @@ def test_resume_never_starts_over_and_keeps_the_old_checkpoints_apart(tiny_confi
     assert run(tiny_config, "max_steps=2").resumed_from == checkpoints / "checkpoint-1"
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_trains_nothing_and_keeps_its_model(tiny_config):
     run(tiny_config)
     out = Path(tiny_config["output_dir"])
@@ -120,6 +126,7 @@ def test_rerunning_a_finished_run_trains_nothing_and_keeps_its_model(tiny_config
     assert all(torch.equal(adapter_before[k], adapter_after[k]) for k in adapter_before)
 
 
+@pytest.mark.slow
 def test_raising_reward_names_reward_and_row(tiny_config, tmp_path):
     rewards_file = tmp_path / "my_rewards.py"
     rewards_file.write_text(
@@ -131,6 +138,7 @@ def test_raising_reward_names_reward_and_row(tiny_config, tmp_path):
     assert "broken" in caught.value.message and "row" in caught.value.message
 
 
+@pytest.mark.slow
 def test_merged_run_after_adapter_run_leaves_no_stale_adapter(tiny_config):
     run(tiny_config)
     out = Path(tiny_config["output_dir"])
@@ -143,6 +151,7 @@ def test_merged_run_after_adapter_run_leaves_no_stale_adapter(tiny_config):
     assert not getattr(model, "peft_config", None), "a stale adapter would be loaded on top of the merged model"
 
 
+@pytest.mark.slow
 def test_merge_by_reloading_matches_merging_in_place(tiny_config):
     """The path used for 4-bit and sharded models: reload the base whole, fold the saved adapter in."""
     from peft import AutoPeftModelForCausalLM
@@ -158,6 +167,7 @@ def test_merge_by_reloading_matches_merging_in_place(tiny_config):
     assert all(torch.allclose(reloaded[k], in_place[k]) for k in reloaded)
 
 
+@pytest.mark.slow
 def test_no_secret_in_any_checkpoint_file(tiny_config, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_ENV_SECRET_from_the_environment")  # restored after the test
     run({**tiny_config, "hub_token": "hf_SECRET_HUB", "token": "hf_SECRET_TOKEN"})

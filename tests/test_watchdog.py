@@ -226,6 +226,7 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+@pytest.mark.slow
 def test_a_stalled_step_is_stopped_with_exit_4_and_its_checkpoint_resumes(stall_config, tiny_config, monkeypatch):
     started = time.monotonic()
     result = run_stalled(stall_config, stall_rank="0")
