@@ -116,13 +116,14 @@ def startup_errors_table(payload: dict) -> list[str]:
         (f"Seconds from start to exit, median of {payload['arguments']['repeats']} alternating pairs; \"clean error\": a "
         f"non-zero exit, no traceback, a line that names the problem. Target: grpokit under {payload['target_seconds']} s."),
         "",
-        "| bad config | grpokit validate | how it ended | trl grpo | how it ended |",
-        "|---|---:|---|---:|---|",
+        "| bad config | grpokit validate | how it ended | target met | trl grpo (its time over grpokit's, paired) | how it ended |",
+        "|---|---:|---|---|---:|---|",
     ]
     for row in payload["summary"]:
+        met = row["grpokit validate seconds"] < payload["target_seconds"] and row["grpokit validate outcomes"] == ["clean error"]
         lines.append(
             f"| {row['case']} | {row['grpokit validate seconds']:.2f} s | {' / '.join(row['grpokit validate outcomes'])} "
-            f"| {row['trl grpo seconds']:.2f} s ({spread_text(row['trl_over_grpokit'], '{:.1f}')}) "
+            f"| {'yes' if met else '**no**'} | {row['trl grpo seconds']:.2f} s ({spread_text(row['trl_over_grpokit'], '{:.1f}')}) "
             f"| {' / '.join(row['trl grpo outcomes'])} |"
         )
     return lines
