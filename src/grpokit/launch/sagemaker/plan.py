@@ -295,8 +295,8 @@ def requirement_lines(container_config: Mapping[str, Any]) -> list[str]:
         _pinned(requirement)
         for requirement in declared
         if requirement.name not in IMAGE_PROVIDED_PACKAGES
-        and (requirement.marker is None or requirement.name in optional_wanted)
-    ]
+        and (requirement.marker is None or ({requirement.name} | requirement.extras) & optional_wanted)
+    ]  # an extra of another package (trl[vllm]) is wanted by its extra's name
     return sorted(set(lines), key=str.lower)
 
 
@@ -313,10 +313,11 @@ def _optional_packages_needed(container_config: Mapping[str, Any]) -> dict[str, 
 
 
 def _pinned(requirement) -> str:
+    name = requirement.name + (f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else "")
     try:
-        return f"{requirement.name}=={importlib.metadata.version(requirement.name)}"
+        return f"{name}=={importlib.metadata.version(requirement.name)}"
     except importlib.metadata.PackageNotFoundError:
-        return f"{requirement.name}{requirement.specifier}"
+        return f"{name}{requirement.specifier}"
 
 
 # ----------------------------------------------------------------------------- one call for the CLI
