@@ -106,3 +106,15 @@ def test_the_converted_config_trains_here_as_written(tmp_path):
     out = tmp_path / "outputs" / "qwen2-5-0-5b-instruct-grpo"
     assert (out / "model.safetensors").is_file() and (out / "checkpoints").is_dir()
     assert yaml.safe_load((out / "grpokit_config.yaml").read_text())["load_in_4bit"] is True
+
+
+def test_the_samples_own_container_paths_are_named_as_such_here_and_at_launch(tmp_path):
+    from grpokit.errors import DataError
+    from grpokit.pipeline import build_reward_set, load_run_data
+
+    config = load_config(SAMPLE / "args.yaml", ["model_id=builtin:tiny"], cuda_available=False)
+    with pytest.raises(DataError) as caught:
+        load_run_data(config, build_reward_set(config))
+    assert "a path inside a SageMaker training job" in caught.value.fix and "grpokit convert aws-sample" in caught.value.fix
+    with pytest.raises(DataError, match="a path inside the job: where SageMaker mounts a channel, not an input"):
+        plan(SAMPLE / "args.yaml", tmp_path)

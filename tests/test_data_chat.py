@@ -140,8 +140,8 @@ def test_validate_on_a_messages_dataset_suggests_no_template_and_says_what_it_di
 
 # ----------------------------------------------------------------------------- docs/data.md, every layout
 
-LAYOUT = re.compile(r"<!-- layout: (?P<name>[^>]+?) file=(?P<file>\S+) -->\n(?P<body>.*?)(?=<!-- layout:|\n## )", re.S)
-FENCE = re.compile(r"```(?P<lang>json|yaml)\n(?P<text>.*?)```", re.S)
+LAYOUT = re.compile(r"<!-- layout: (?P<name>[^>]+?) file=(?P<file>\S+) -->\n(?P<body>.*?)(?=<!-- layout:|\n## )", re.DOTALL)
+FENCE = re.compile(r"```(?P<lang>json|yaml)\n(?P<text>.*?)```", re.DOTALL)
 
 
 def documented_layouts() -> list[tuple[str, str, str, str, str]]:

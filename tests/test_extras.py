@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -13,19 +12,23 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def extra_requirements(package: str, extra: str) -> list[Requirement]:
+    """The requirements of `package`'s `extra`, from its installed metadata (grpokit's: pyproject.toml as installed)."""
+    found = []
+    for text in importlib.metadata.requires(package) or []:
+        requirement = Requirement(text)
+        if requirement.marker is not None and requirement.marker.evaluate({"extra": extra}):
+            found.append(requirement)
+    return found
+
+
 def extras() -> dict[str, list[Requirement]]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {name: [Requirement(text) for text in texts] for name, texts in project["optional-dependencies"].items()}
+    return {extra: extra_requirements("grpokit", extra) for extra in ("vllm", "gpu", "dev")}
 
 
 def trl_extra(extra: str) -> dict[str, Requirement]:
     """The requirements of TRL's `extra`, by package name, from the installed TRL's metadata."""
-    found = {}
-    for text in importlib.metadata.requires("trl") or []:
-        requirement = Requirement(text)
-        if requirement.marker is not None and requirement.marker.evaluate({"extra": extra}):
-            found[requirement.name] = requirement
-    return found
+    return {requirement.name: requirement for requirement in extra_requirements("trl", extra)}
 
 
 def test_the_vllm_extra_is_trls_own_vllm_extra():

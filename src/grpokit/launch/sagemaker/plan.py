@@ -90,8 +90,9 @@ def channel_source(value: str, *, option: str, cwd: Path) -> str:
         return value
     path = (cwd / value).resolve()
     if not path.exists():
+        inside_job = " (a path inside the job: where SageMaker mounts a channel, not an input)" if value.startswith("/opt/ml/") else ""
         raise DataError(
-            f"{option}: {value} does not exist on this machine, so it cannot be uploaded",
+            f"{option}: {value} does not exist on this machine, so it cannot be uploaded{inside_job}",
             where=option,
             fix="give a local file or directory (it is uploaded as a channel), or an s3:// URI (passed through)",
         )
