@@ -453,7 +453,7 @@ def test_system_prompt_is_prepended_to_chats_that_have_none_and_never_replaces_o
     own_system = [{"role": "system", "content": "Row's own."}, {"role": "user", "content": "a"}]
     no_system = [{"role": "user", "content": "b"}, {"role": "assistant", "content": "Let me think"}]
 
-    prepared = prepare([{"prompt": own_system}, {"prompt": no_system}], system_prompt="Config's.")
+    prepared = prepare([{"prompt": own_system}, {"prompt": no_system}], system_prompt="Config's.", continue_final_message=True)
 
     assert prepared["prompt"] == [own_system, [{"role": "system", "content": "Config's."}, *no_system]]
 

@@ -161,7 +161,9 @@ def test_the_converted_sample_trains_2_steps_with_its_kl_term_and_rewards(tmp_pa
     source.write_text(yaml.safe_dump(sample_args_for_here(tmp_path)))
     written = run_convert("aws-sample", source, tmp_path / "grpokit.yaml").path
     converted = yaml.safe_load(written.read_text())
-    converted.update(max_steps=2, logging_steps=1)  # train.py ignored max_steps and hard-coded logging_steps 10
+    assert converted["train_dataset_path"] == f"{(tmp_path / 'data' / 'train').as_posix()}/", "the data beside args.yaml"
+    # train.py ignored max_steps and hard-coded logging_steps 10; the model goes to this test's folder
+    converted.update(max_steps=2, logging_steps=1, output_dir=str(tmp_path / "model"))
     written.write_text(yaml.safe_dump(converted))
     result = train(load_config(written))
     lines = metric_lines(tmp_path / "model")

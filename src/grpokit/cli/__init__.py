@@ -84,6 +84,8 @@ def validate(
             f"[green]model ok[/]: {report.model.source} ({report.model.model_type}, {report.model.num_parameters_hint}"
             f"{', chat template' if report.model.has_chat_template else ', no chat template'})"
         )
+        if report.model.weights is not None:
+            stdout.print(f"[green]memory[/]: {report.model.weights.line()}")
         stdout.print(_reward_table(report))
         if report.trial_step is not None:
             stdout.print(

@@ -24,15 +24,25 @@ def convert(
     accelerate_config: Annotated[
         Path | None, typer.Option(help="The accelerate config file the job ran with (the sample's default_config.yaml).")
     ] = None,
+    train_data: Annotated[
+        str | None,
+        typer.Option(help="aws-sample: the training data outside the container, a local folder or file or an s3:// URI "
+                     "(default: data/train/ beside SOURCE, where the sample's notebook writes it)."),
+    ] = None,
+    test_data: Annotated[
+        str | None, typer.Option(help="aws-sample: the test data, likewise (default: data/test/ beside SOURCE).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Rewrite a config written for the AWS sample or `trl grpo` as a grpokit config that trains the same."""
     setup_logging()
     with reporting_errors():
-        from grpokit.commands.convert import run_convert
+        from grpokit.commands.convert import SampleData, run_convert
 
+        beside = SampleData.beside(source)
+        data = SampleData(train=train_data or beside.train, test=test_data or beside.test)
         report = run_convert(
-            kind, source, output, trl_version=trl_version, accelerate_config=accelerate_config, force=force
+            kind, source, output, trl_version=trl_version, accelerate_config=accelerate_config, data=data, force=force
         )
         stdout.print(f"{kind} config {source} -> {report.path}; what it sets and why:", highlight=False)
         for line in report.notes:

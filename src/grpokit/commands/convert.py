@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,9 +39,16 @@ KINDS: tuple[str, ...] = ("aws-sample", "aws-accelerate", "trl")
 
 
 def convert(
-    kind: str, source_path: str | Path, *, trl_version: str | None = None, accelerate_config: str | None = None
+    kind: str,
+    source_path: str | Path,
+    *,
+    trl_version: str | None = None,
+    accelerate_config: str | None = None,
+    data: SampleData | None = None,
 ) -> Conversion:
     """Convert the config at `source_path` (written for `kind`) into a grpokit config.
+
+    `data`: where the AWS sample's datasets are outside the container (default: `SampleData.beside`).
 
     Raises:
         ConfigError: an unknown kind, an unreadable file, a TRL version without a table, or a key
@@ -48,7 +56,8 @@ def convert(
     """
     raw = read_yaml_file(source_path)
     if kind == "aws-sample":
-        return convert_aws_sample(raw, source=str(source_path), trl_version=trl_version)
+        data = data or SampleData.beside(source_path)
+        return convert_aws_sample(raw, source=str(source_path), trl_version=trl_version, data=data)
     if kind in ("aws-accelerate", "trl"):
         default_version = aws_sample.ACCELERATE_SAMPLE_TRL_VERSION if kind == "aws-accelerate" else installed_trl_version()
         return convert_trl(
@@ -60,8 +69,31 @@ def convert(
 # ----------------------------------------------------------------------------- the AWS sample (train.py)
 
 
-def convert_aws_sample(raw: dict[str, Any], *, source: str, trl_version: str | None = None) -> Conversion:
-    """The sample's `args.yaml` as a grpokit config that trains what the sample's `train.py` trained."""
+@dataclass(frozen=True)
+class SampleData:
+    """Where the AWS sample's datasets are outside the container: local folders or files, or `s3://` URIs.
+
+    The sample's `args.yaml` names container paths (`/opt/ml/input/data/train/`: where SageMaker
+    mounts the `train` channel inside the job); its notebook wrote the data to `./data/train/dataset.json`
+    beside `args.yaml` and uploaded that to S3 as the channel.
+    """
+
+    train: str
+    test: str | None = None
+
+    @classmethod
+    def beside(cls, args_path: str | Path) -> SampleData:
+        """The notebook's layout: `data/train/` (and `data/test/`) in the folder of `args.yaml`, as written from here."""
+        folder = Path(args_path).parent
+        return cls(train=f"{(folder / 'data' / 'train').as_posix()}/", test=f"{(folder / 'data' / 'test').as_posix()}/")
+
+
+def convert_aws_sample(
+    raw: dict[str, Any], *, source: str, trl_version: str | None = None, data: SampleData | None = None
+) -> Conversion:
+    """The sample's `args.yaml` as a grpokit config that trains what the sample's `train.py` trained,
+    with the container's paths replaced by the data's own (`data`) and local outputs, so the file runs
+    as it is both on this machine and through `grpokit launch sagemaker`."""
     from grpokit.config.trl_fields import trl_field_names
 
     unknown = sorted(set(map(str, raw)) - set(aws_sample.SAMPLE_SCRIPT_DEFAULTS) - set(trl_field_names()))
@@ -77,7 +109,7 @@ def convert_aws_sample(raw: dict[str, Any], *, source: str, trl_version: str | N
     result = Conversion()
     result.set("trl_defaults", version, f"{pinned_by}: every TRL field not set below takes its default")
     _sample_model(result, raw, script)
-    _sample_paths_and_tracking(result, raw, script)
+    _sample_paths_and_tracking(result, raw, script, data or SampleData.beside(source))
     _sample_rewards(result)
     _sample_grpo_fields(result, raw, script, version)
     return result
@@ -93,7 +125,7 @@ def _training_arguments_default(key: str) -> Any:
 def _sample_model(result: Conversion, raw: dict[str, Any], script: dict[str, Any]) -> None:
     bf16 = bool(raw.get("bf16", _training_arguments_default("bf16")))
     result.set("model_id", script["model_id"], "model_id")
-    result.set("load_in_4bit", True, "train.py always loads the base model in 4-bit NF4 with double quantization (CUDA)")
+    result.set("load_in_4bit", True, "train.py always loads the base model in 4-bit NF4 with double quantization")
     result.set(
         "dtype",
         "bfloat16" if bf16 else "float32",
@@ -118,14 +150,26 @@ def _sample_model(result: Conversion, raw: dict[str, Any], script: dict[str, Any
         )
 
 
-def _sample_paths_and_tracking(result: Conversion, raw: dict[str, Any], script: dict[str, Any]) -> None:
-    for key in ("train_dataset_path", "test_dataset_path", "checkpoint_dir"):
-        if script[key]:
-            result.set(key, script[key], key)
-    if raw.get("output_dir"):
-        result.set("output_dir", raw["output_dir"], "train.py saved the final model to output_dir")
+def _sample_paths_and_tracking(result: Conversion, raw: dict[str, Any], script: dict[str, Any], data: SampleData) -> None:
+    given = {"train_dataset_path": data.train, "test_dataset_path": data.test}
+    for key, channel in (("train_dataset_path", "train"), ("test_dataset_path", "test")):
+        if script[key] and given[key]:
+            result.set(key, given[key], _data_note(script[key], channel))
+    model_name = str(script["model_id"]).rstrip("/").rsplit("/", 1)[-1]
+    output_dir = f"outputs/{re.sub(r'[^a-z0-9]+', '-', model_name.lower()).strip('-') or 'model'}-grpo"
+    if raw.get("output_dir") or script.get("checkpoint_dir"):
+        result.set(
+            "output_dir",
+            output_dir,
+            f"the sample's {raw.get('output_dir') or '/opt/ml/model'} is the job's model folder: a SageMaker job "
+            "writes the final model to $SM_MODEL_DIR (uploaded as model.tar.gz) whatever this says; elsewhere it goes here",
+        )
     if script.get("checkpoint_dir"):
-        result.note("resume: auto (grpokit's default) resumes from the last checkpoint in checkpoint_dir, as train.py did")
+        result.note(
+            f"checkpoint_dir: {script['checkpoint_dir']} left out: the job's checkpoint folder, which a SageMaker job "
+            "always uses (synced with S3); elsewhere checkpoints go to <output_dir>/checkpoints; resume: auto "
+            "(grpokit's default) resumes from the last complete one, as train.py did"
+        )
     for key in ("mlflow_uri", "mlflow_experiment_name"):
         if script[key]:
             result.set(key, script[key], f"{key}: MLflow is on when both are set, as in train.py")
@@ -194,6 +238,14 @@ def _effective_default(key: str, version: str) -> str:
         return f"no {key} (TRL {version} had no such field)"
 
 
+def _data_note(container_path: str, channel: str) -> str:
+    return (
+        f"the sample's {container_path} is the job's mount of the `{channel}` channel, not an input; this is the data "
+        f"itself: read here as it is, uploaded as that channel by `grpokit launch sagemaker` (an s3:// URI passes "
+        f"through); change it with --{channel}-data or --set {channel}_dataset_path=..."
+    )
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -227,6 +279,7 @@ def run_convert(
     *,
     trl_version: str | None = None,
     accelerate_config: str | Path | None = None,
+    data: SampleData | None = None,
     force: bool = False,
 ) -> ConvertReport:
     """Convert `source`, write it to `output`, and check that the result loads as a grpokit config.
@@ -247,7 +300,7 @@ def run_convert(
         if not accelerate_path.is_file():
             raise ConfigError(f"accelerate config {accelerate_path} not found", fix="pass the accelerate config file")
         relative_accelerate = os.path.relpath(accelerate_path.resolve(), output.resolve().parent)
-    conversion = convert(kind, source, trl_version=trl_version, accelerate_config=relative_accelerate)
+    conversion = convert(kind, source, trl_version=trl_version, accelerate_config=relative_accelerate, data=data)
     written = write_conversion(conversion, output, source=str(source), kind=kind, force=force)
     config_logger = logging.getLogger("grpokit.config")
     was_disabled, config_logger.disabled = config_logger.disabled, True  # this machine's fallbacks are not the job's

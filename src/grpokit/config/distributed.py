@@ -52,7 +52,7 @@ PRESET_FILES: dict[str, str] = {
     "deepspeed_zero3": "deepspeed_zero3.json",
 }
 DEEPSPEED_INSTALL_FIX = "pip install deepspeed (on a machine with the CUDA toolkit), or use distributed: fsdp"
-VLLM_INSTALL_FIX = "pip install 'grpokit[vllm]' (or pip install vllm), or set use_vllm: false"
+VLLM_INSTALL_FIX = "pip install 'grpokit[vllm]' (the vLLM versions the installed TRL supports), or set use_vllm: false"
 # transformers' own FSDP JSON (`fsdp_config: path.json`) uses these keys, with or without `fsdp_`.
 FSDP_CONFIG_KEYS = {
     "version",

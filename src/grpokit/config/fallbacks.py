@@ -2,7 +2,12 @@
 
 The same file then runs on a laptop: bf16 / fp16 train in float32, `tf32: true` (an Ampere GPU
 matmul mode) is dropped, vLLM generation becomes transformers' `generate()`, Flash Attention 2
-becomes SDPA, 4-bit and 8-bit loading load unquantized, and a half precision dtype becomes float32.
+becomes SDPA, and a half precision dtype becomes float32 (the compute dtype of 4-bit layers too:
+bfloat16 matmuls are emulated, and slower, on CPUs without AVX-512 BF16).
+
+`load_in_4bit` and `load_in_8bit` stay on: bitsandbytes' CPU backend trains QLoRA on the CPU. They
+are turned off only where bitsandbytes cannot do it here (not installed, a release without the CPU
+backend, a CPU its kernels fail on), with one warning saying which (`model.quantization`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 from grpokit.config.distributed import log_on_main_process
 from grpokit.config.schema import GrpokitOptions
+from grpokit.model.quantization import bitsandbytes_cpu_problem, quantized_bits
 
 logger = logging.getLogger("grpokit.config")
 
@@ -43,10 +49,15 @@ def apply_cpu_fallbacks(
     if options.attn_implementation == "flash_attention_2":
         warnings.append("attn_implementation: flash_attention_2 needs a CUDA GPU; using 'sdpa' instead")
         options.attn_implementation = "sdpa"
-    for quantized in ("load_in_4bit", "load_in_8bit"):
-        if getattr(options, quantized):
-            warnings.append(f"{quantized}: true (bitsandbytes) needs a CUDA GPU; loading the model unquantized in float32 instead")
-            setattr(options, quantized, False)
+    bits = quantized_bits(options)
+    problem = bitsandbytes_cpu_problem(bits) if bits else None
+    if problem:
+        key = f"load_in_{bits}bit"
+        warnings.append(
+            f"{key}: true, but bitsandbytes cannot quantize on this machine without CUDA: {problem}; "
+            "loading the model unquantized instead"
+        )
+        setattr(options, key, False)
     if options.dtype in ("bfloat16", "float16"):
         warnings.append(f"dtype: {options.dtype} on a CPU is slow or unsupported for training; using float32 instead")
         options.dtype = "float32"

@@ -73,8 +73,14 @@ class GrpokitOptions(BaseModel):
     )
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale adapters by lora_alpha/sqrt(r), not lora_alpha/r.")
     use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA (a learned magnitude per output; slower).")
-    load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4-bit NF4 with double quantization (CUDA only).")
-    load_in_8bit: bool = Field(False, description="Load the base model in 8-bit (bitsandbytes, CUDA only) and train LoRA adapters.")
+    load_in_4bit: bool = Field(
+        False,
+        description="QLoRA: load the base model in 4-bit NF4 with double quantization (bitsandbytes; on a GPU or, "
+        "through its CPU backend, on the CPU).",
+    )
+    load_in_8bit: bool = Field(
+        False, description="Load the base model in 8-bit (bitsandbytes; GPU or CPU) and train LoRA adapters."
+    )
     merge_weights: bool = Field(False, description="Save a merged model instead of the LoRA adapter.")
     # Several processes (see docs/distributed.md; the process count comes from the launcher)
     distributed: str | None = Field(

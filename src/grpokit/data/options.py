@@ -37,6 +37,12 @@ class DatasetOptions(BaseModel):
         "[system, user]; a chat prompt gets it prepended unless it already has a system message, "
         "which is kept.",
     )
+    continue_final_message: bool = Field(
+        default=False,
+        description="Chat prompts that end with an assistant message: false (default) takes that message as the "
+        "reference answer when every conversation ends with one (the turns before it are the prompt), and is an "
+        "error otherwise; true keeps it as a prefill the model continues (TRL's continue_final_message).",
+    )
     format: DatasetFormat = Field(
         default="auto",
         description="File format of the dataset paths. 'auto' picks it from the extension, or "

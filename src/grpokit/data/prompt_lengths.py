@@ -27,6 +27,7 @@ from typing import Any
 
 import datasets
 
+from grpokit.data.conversations import chat_template_flags
 from grpokit.data.options import PROMPT_COLUMN, ROW_COLUMN
 from grpokit.errors import DataError
 
@@ -97,7 +98,8 @@ def prompt_token_counter(tokenizer, chat_template_kwargs: dict[str, Any] | None 
         counts = []
         for prompt in prompts:
             if isinstance(prompt, list):
-                ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True, **extra)
+                flags = chat_template_flags(prompt)  # a final assistant turn is a prefill, continued
+                ids = tokenizer.apply_chat_template(prompt, tokenize=True, return_dict=True, **flags, **extra)
                 counts.append(len(ids["input_ids"]))
             else:
                 counts.append(len(tokenizer(text=prompt)["input_ids"]))

@@ -15,6 +15,12 @@ from collections.abc import Iterable, Mapping
 import datasets
 from datasets.fingerprint import generate_random_fingerprint
 
+from grpokit.data.conversations import (
+    CONVERSATION_COLUMN,
+    log_split,
+    reference_column_for,
+    split_final_assistant_turns,
+)
 from grpokit.data.options import PROMPT_COLUMN, ROW_COLUMN, DatasetOptions, template_columns
 from grpokit.data.readers import did_you_mean, value_type_name
 from grpokit.errors import DataError
@@ -36,19 +42,23 @@ def prepare_dataset(
     """Shape rows into GRPO prompts and check them; returns a new dataset.
 
     In order: adds `grpokit_row` (index of the row in `dataset`), shuffles with `shuffle_seed`,
-    keeps `max_samples` rows, fills `prompt_template` or renames `prompt_column` into `prompt`,
-    checks `required_columns` (column -> names of the rewards that read it), checks that every
-    prompt is non-empty text or a list of {role, content} messages with role system / user /
-    assistant, and applies `system_prompt`. Other columns are kept. `source` names the dataset in
+    keeps `max_samples` rows, fills `prompt_template` or renames `prompt_column` (or, when the
+    data has no `prompt` column, `messages`) into `prompt`, checks that every prompt is non-empty
+    text or a list of {role, content} messages with role system / user / assistant, splits
+    conversations that end with the assistant's answer into prompt and reference
+    (`data.conversations`), checks `required_columns` (column -> names of the rewards that read
+    it), and applies `system_prompt`. Other columns are kept. `source` names the dataset in
     messages ("train dataset data/train.jsonl"). Raises `DataError` naming the column or row.
     """
     if len(dataset) == 0:
         raise DataError(f"{source} has no rows", where=source, fix="add rows to the dataset")
     dataset = _with_source_rows(dataset)
     dataset = _sample(dataset, options)
-    dataset = _with_prompt_column(dataset, options, source)
-    _check_required_columns(dataset, required_columns or {}, source)
+    prompt_column = _prompt_source_column(dataset, options)
+    dataset = _with_prompt_column(dataset, options, prompt_column, source)
     _check_prompts(dataset, source)
+    dataset = _with_final_assistant_turns_split(dataset, options, required_columns or {}, prompt_column, source)
+    _check_required_columns(dataset, required_columns or {}, source)
     if options.system_prompt is not None:
         prompts = [
             _with_system_prompt(prompt, options.system_prompt) for prompt in _values(dataset, PROMPT_COLUMN)
@@ -77,16 +87,27 @@ def _sample(dataset: datasets.Dataset, options: DatasetOptions) -> datasets.Data
     return dataset
 
 
-def _with_prompt_column(dataset: datasets.Dataset, options: DatasetOptions, source: str) -> datasets.Dataset:
+def _prompt_source_column(dataset: datasets.Dataset, options: DatasetOptions) -> str:
+    """The column the prompts come from: `prompt_column`, or TRL's conversational `messages` when the
+    data has no `prompt` column and the config names none."""
+    columns = dataset.column_names
+    unnamed = options.prompt_template is None and options.prompt_column == PROMPT_COLUMN
+    if unnamed and PROMPT_COLUMN not in columns and CONVERSATION_COLUMN in columns:
+        return CONVERSATION_COLUMN
+    return options.prompt_column
+
+
+def _with_prompt_column(dataset: datasets.Dataset, options: DatasetOptions, column: str, source: str) -> datasets.Dataset:
     if options.prompt_template is not None:
         prompts = _fill_template(dataset, options.prompt_template, source)
         _warn_if_replacing_prompt(dataset, "prompt_template", source)
         return _replace_column(dataset, PROMPT_COLUMN, prompts)
-    column = options.prompt_column
     if column not in dataset.column_names:
         raise _missing_prompt_column_error(dataset, column, source)
     if column == PROMPT_COLUMN:
         return dataset
+    if column != options.prompt_column:
+        logger.info("%s has no column 'prompt': the prompts are column %r (dataset.prompt_column)", source, column)
     _warn_if_replacing_prompt(dataset, f"prompt_column={column!r}", source)
     if PROMPT_COLUMN in dataset.column_names:
         dataset = dataset.remove_columns(PROMPT_COLUMN)
@@ -100,16 +121,54 @@ def _warn_if_replacing_prompt(dataset: datasets.Dataset, option: str, source: st
 
 def _missing_prompt_column_error(dataset: datasets.Dataset, column: str, source: str) -> DataError:
     columns = _user_columns(dataset)
+    first_values = dataset[0]
+    chats = [name for name in columns if _is_chat(first_values.get(name))]
+    texts = [name for name in columns if isinstance(first_values.get(name), str)]
     hint = did_you_mean(column, columns)
     if not hint:
-        likely = next((name for name in _PROMPT_LIKE_COLUMNS if name in columns), None)
+        likely = next((name for name in (*chats, *_PROMPT_LIKE_COLUMNS) if name in columns), None)
         hint = f" The prompt may be in {likely!r}." if likely else ""
+    if chats:  # a conversation is a prompt as it is: a template would paste its Python repr into text
+        fix = f"set dataset.prompt_column: {chats[0]} (a chat conversation)"
+    else:
+        example = next((name for name in _PROMPT_LIKE_COLUMNS if name in texts), texts[0] if texts else columns[0])
+        fix = (
+            "set dataset.prompt_column to the column holding the prompt, or build the prompt from "
+            f"columns with dataset.prompt_template, e.g. 'Question: {{{example}}}'"
+        )
     return DataError(
         f"{source} has no prompt column {column!r}",
         where=f"{source} (columns: {', '.join(columns)})",
-        fix="set dataset.prompt_column to the column holding the prompt, or build the prompt from "
-        f"columns with dataset.prompt_template, e.g. 'Question: {{{columns[0]}}}'.{hint}",
+        fix=f"{fix}.{hint}",
     )
+
+
+def _is_chat(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def _with_final_assistant_turns_split(
+    dataset: datasets.Dataset,
+    options: DatasetOptions,
+    required_columns: Mapping[str, Iterable[str]],
+    prompt_column: str,
+    source: str,
+) -> datasets.Dataset:
+    """Conversations ending with the assistant's answer: the turns before it as the prompt, the answer as the
+    reference (`data.conversations`)."""
+    split = split_final_assistant_turns(
+        _values(dataset, PROMPT_COLUMN),
+        _values(dataset, ROW_COLUMN),
+        continue_final_message=options.continue_final_message,
+        prompt_column=prompt_column,
+        source=source,
+    )
+    if split is None:
+        return dataset
+    prompts, references = split
+    reference_column = reference_column_for(dataset.column_names, required_columns, prompt_column, source)
+    log_split(prompt_column, reference_column, len(prompts), source)
+    return _replace_column(_replace_column(dataset, PROMPT_COLUMN, prompts), reference_column, references)
 
 
 def _fill_template(dataset: datasets.Dataset, template: str, source: str) -> list[str]:

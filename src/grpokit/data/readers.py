@@ -162,6 +162,12 @@ def _missing_path_error(file: Path, what: str) -> DataError:
         fix += did_you_mean(file.name, siblings)
     elif len(file.parts) == 2 and not file.suffix:  # looks like a Hub id, "openai/gsm8k"
         fix += " grpokit does not download Hub datasets: save one with load_dataset(...).save_to_disk(dir)."
+    if file.as_posix().startswith("/opt/ml/"):  # the AWS sample's args.yaml names the job's paths
+        fix = (
+            f"{file} is a path inside a SageMaker training job, where a channel is mounted: give the data's own "
+            "place (a local folder, or for `grpokit launch sagemaker` an s3:// URI); `grpokit convert aws-sample "
+            "args.yaml -o grpokit.yaml` does so (docs/migrating.md, 'Container paths')"
+        )
     return DataError(f"{what} not found: {file}", where=str(file.absolute()), fix=fix)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from grpokit.data.conversations import chat_template_flags
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -85,7 +87,7 @@ def _generate_batch(model, tokenizer, prompts: list, settings: GenerationSetting
 def render_prompts(tokenizer, prompts: list, chat_template_kwargs: dict[str, Any] | None = None) -> list[str]:
     """The text the model reads for each prompt: chat prompts through the chat template, text as it is."""
     return [
-        tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **(chat_template_kwargs or {}))
+        tokenizer.apply_chat_template(p, tokenize=False, **chat_template_flags(p), **(chat_template_kwargs or {}))
         if isinstance(p, list)
         else p
         for p in prompts

@@ -15,6 +15,14 @@ from typing import Any
 from grpokit.config.schema import GrpokitOptions
 from grpokit.errors import ConfigError
 from grpokit.model.builtin import resolve_model_path
+from grpokit.model.quantization import (
+    WeightMemory,
+    keep_4bit_layers_trainable,
+    quantized_bits,
+    quantized_device_map,
+    quiet_bitsandbytes,
+    weight_memory,
+)
 
 logger = logging.getLogger("grpokit.model")
 
@@ -28,6 +36,7 @@ class ResolvedModel:
     num_parameters_hint: str
     has_chat_template: bool
     tokenizer: Any  # loaded while resolving; callers that need it reuse it
+    weights: WeightMemory | None = None  # the memory the weights take as configured (4-bit, 8-bit or the dtype)
 
 
 def hf_token(options: GrpokitOptions) -> str | None:
@@ -92,7 +101,8 @@ def resolve_model(options: GrpokitOptions) -> ResolvedModel:
     except (OSError, ValueError) as error:
         raise _load_error(options, "config", error) from None
     tokenizer = load_tokenizer(options)
-    check_lora_targets(options, _skeleton(model_config, options))
+    skeleton = _skeleton(model_config, options)
+    check_lora_targets(options, skeleton)
     hidden = getattr(model_config, "hidden_size", "?")
     layers = getattr(model_config, "num_hidden_layers", "?")
     return ResolvedModel(
@@ -101,7 +111,15 @@ def resolve_model(options: GrpokitOptions) -> ResolvedModel:
         num_parameters_hint=f"{layers} layers, hidden size {hidden}",
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
         tokenizer=tokenizer,
+        weights=_weight_memory(skeleton, options),
     )
+
+
+def _weight_memory(skeleton, options: GrpokitOptions) -> WeightMemory:
+    import torch
+
+    dtype = torch_dtype(options, has_cuda=torch.cuda.is_available())
+    return weight_memory(skeleton, quantized_bits(options), dtype)
 
 
 def _skeleton(model_config, options: GrpokitOptions):
@@ -126,6 +144,7 @@ def quantization_config(options: GrpokitOptions, compute_dtype, *, fsdp: bool):
     if not (options.load_in_4bit or options.load_in_8bit):
         return None
     key = "load_in_4bit" if options.load_in_4bit else "load_in_8bit"
+    quiet_bitsandbytes()
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
@@ -164,13 +183,15 @@ def load_model(options: GrpokitOptions, *, gradient_checkpointing: bool, fsdp: b
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         if not fsdp:
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+            kwargs["device_map"] = quantized_device_map(has_cuda=has_cuda)  # this rank's GPU, or the CPU
     try:
         model = AutoModelForCausalLM.from_pretrained(model_source(options), **kwargs)
     except (OSError, ValueError, ImportError) as error:
         raise _load_error(options, "model", error) from None
     if gradient_checkpointing:
         model.config.use_cache = False
+    if quantization is not None and not has_cuda:
+        keep_4bit_layers_trainable(model)
     if quantization is not None and not fsdp:
         from peft import prepare_model_for_kbit_training
 

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from grpokit.config.schema import GrpokitOptions
-from grpokit.model.loading import load_model
+from grpokit.model.loading import load_model, torch_dtype
+from grpokit.model.quantization import dequantized, quantized_bits
 from grpokit.outputs.files import MODEL_STAGING_DIR, publish_staged
 
 logger = logging.getLogger("grpokit.saving")
@@ -31,10 +32,18 @@ MODEL_FILE_PATTERNS = ("adapter_config.json", "adapter_model*", "model*.safetens
 
 
 def _merge_by_reloading(adapter_dir: Path, options: GrpokitOptions):
-    """Reload the base model unquantized and unsharded, and fold the saved adapter into it."""
+    """Reload the base model unsharded, and fold the saved adapter into it.
+
+    An adapter trained on a 4-bit (or 8-bit) base learned corrections to the quantized weights, so it
+    is merged into those weights dequantized, not into the original ones: the merged model's greedy
+    outputs are then the adapter-on-quantized-base outputs (tests/test_qlora.py measures how close).
+    """
+    import torch
     from peft import PeftModel
 
-    base = load_model(options.model_copy(update={"load_in_4bit": False, "load_in_8bit": False}), gradient_checkpointing=False)
+    base = load_model(options, gradient_checkpointing=False)
+    if quantized_bits(options):
+        base = dequantized(base, torch_dtype(options, has_cuda=torch.cuda.is_available()))
     return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 

@@ -26,6 +26,7 @@ from grpokit.model.loading import (
     lora_config,
     model_context_length,
 )
+from grpokit.model.quantization import float32_adapters_on_cpu
 from grpokit.outputs.checkpoints import (
     CheckpointMarkerCallback,
     checkpoint_global_step,
@@ -118,6 +119,7 @@ def build_trainer(
         ],
         **trainer_kwargs,
     )
+    float32_adapters_on_cpu(trainer.model)  # TRL made a quantized model's adapters bfloat16: slow and coarse on a CPU
     trainer.callback_handler.callbacks.insert(0, RewardSpreadCallback(trainer))  # first: its keys reach every log
     attach_health(trainer, options.health, output_dir)  # health checks after it, the hang watchdog last
     trainer.remove_callback(ProgressCallback)

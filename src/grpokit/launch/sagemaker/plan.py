@@ -90,8 +90,9 @@ def channel_source(value: str, *, option: str, cwd: Path) -> str:
         return value
     path = (cwd / value).resolve()
     if not path.exists():
+        inside_job = " (a path inside the job: where SageMaker mounts a channel, not an input)" if value.startswith("/opt/ml/") else ""
         raise DataError(
-            f"{option}: {value} does not exist on this machine, so it cannot be uploaded",
+            f"{option}: {value} does not exist on this machine, so it cannot be uploaded{inside_job}",
             where=option,
             fix="give a local file or directory (it is uploaded as a channel), or an s3:// URI (passed through)",
         )
@@ -295,8 +296,8 @@ def requirement_lines(container_config: Mapping[str, Any]) -> list[str]:
         _pinned(requirement)
         for requirement in declared
         if requirement.name not in IMAGE_PROVIDED_PACKAGES
-        and (requirement.marker is None or requirement.name in optional_wanted)
-    ]
+        and (requirement.marker is None or ({requirement.name} | requirement.extras) & optional_wanted)
+    ]  # an extra of another package (trl[vllm]) is wanted by its extra's name
     return sorted(set(lines), key=str.lower)
 
 
@@ -313,10 +314,11 @@ def _optional_packages_needed(container_config: Mapping[str, Any]) -> dict[str, 
 
 
 def _pinned(requirement) -> str:
+    name = requirement.name + (f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else "")
     try:
-        return f"{requirement.name}=={importlib.metadata.version(requirement.name)}"
+        return f"{name}=={importlib.metadata.version(requirement.name)}"
     except importlib.metadata.PackageNotFoundError:
-        return f"{requirement.name}{requirement.specifier}"
+        return f"{name}{requirement.specifier}"
 
 
 # ----------------------------------------------------------------------------- one call for the CLI
