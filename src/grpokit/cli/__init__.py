@@ -85,6 +85,8 @@ def validate(
             f"{', chat template' if report.model.has_chat_template else ', no chat template'})"
         )
         stdout.print(_reward_table(report))
+        for note in report.notes:
+            stdout.print(f"[yellow]note[/]: {note}", highlight=False)
         if report.trial_step is not None:
             stdout.print(
                 f"[green]trial step ok[/]: one GRPO step with these settings and rewards on builtin:tiny "

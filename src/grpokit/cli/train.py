@@ -11,8 +11,9 @@ from pathlib import Path
 import typer
 
 from grpokit.cli.common import console, reporting_errors, stdout
+from grpokit.cli.log_format import one_line
 from grpokit.cli.migration import trained_line
-from grpokit.errors import HealthCheckStopped
+from grpokit.errors import GrpokitError, HealthCheckStopped
 
 
 def train_here(config: Path, overrides: list[str]) -> None:
@@ -33,11 +34,11 @@ def train_here(config: Path, overrides: list[str]) -> None:
         return
     for name, count in result.reward_failures.items():
         console.print(f"[yellow]warning:[/] reward '{name}' failed on {count} completions (scored 0.0, on_error: zero)")
-    report = write_report(result.output_dir).html
+    report = _report_or_warning(result.output_dir, write_report)
     if result.stopped_by_health is not None:
         from grpokit.trainer.health import stop_error
 
-        stdout.print(f"report: [bold]{report}[/]")
+        _print_report(report)
         raise stop_error(result.stopped_by_health)  # exit code 3
     if result.stopped_by_signal is not None:
         console.print(
@@ -46,7 +47,26 @@ def train_here(config: Path, overrides: list[str]) -> None:
         )
         raise typer.Exit(128 + result.stopped_by_signal)  # as a shell reports a process ended by that signal
     stdout.print(trained_line(result))
-    stdout.print(f"report: [bold]{report}[/]")
+    _print_report(report)
+
+
+def _report_or_warning(output_dir: Path, write_report):
+    """The run's report, or None with one warning: a run that trained and saved never fails because of its record."""
+    try:
+        return write_report(output_dir)
+    except Exception as error:  # noqa: BLE001 -- the model is saved: say what went wrong, exit 0
+        message = error.message if isinstance(error, GrpokitError) else f"{type(error).__name__}: {error}"
+        console.print(f"[yellow]warning:[/] no report for {output_dir}: {one_line(message)}", highlight=False)
+        return None
+
+
+def _print_report(report) -> None:
+    """The health of the whole run (verdict, then what held over it) and where the report is."""
+    if report is None:
+        return
+    for line in report.health:
+        stdout.print(line, highlight=False, markup=False)
+    stdout.print(f"report: [bold]{report.html}[/]")
 
 
 def train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendezvous_options) -> None:

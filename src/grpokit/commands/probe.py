@@ -28,6 +28,7 @@ from grpokit.config.schema import RunConfig
 from grpokit.data.options import ROW_COLUMN
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
+from grpokit.formatting import duration
 from grpokit.model.generation import GenerationSettings, generate_completions, render_prompts
 from grpokit.model.loading import load_model, load_tokenizer, model_context_length
 from grpokit.outputs.files import PROBE_FILE, atomic_write_bytes, atomic_write_text
@@ -325,17 +326,9 @@ def projection_line(report: ProbeReport) -> str:
         f"probe: {len(figures.prompts)} prompts x {figures.samples_per_prompt} samples: "
         f"{figures.zero_spread_share:.0%} of groups with zero reward spread, "
         f"{figures.truncated_share:.0%} of completions cut at max_completion_length; projected "
-        f"{projection.step_seconds:.2f} s/step, {_duration(projection.run_seconds)} for {projection.steps} steps "
+        f"{projection.step_seconds:.2f} s/step, {duration(projection.run_seconds)} for {projection.steps} steps "
         f"(one process{with_ds})"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def probe_tables(report: ProbeReport, *, prompts_shown: int = 10) -> list:
@@ -366,7 +359,7 @@ def probe_tables(report: ProbeReport, *, prompts_shown: int = 10) -> list:
         f"{projection.step_seconds:.3f} s (generation {projection.generation_seconds_per_step:.3f} s, "
         f"forward/backward {projection.training_seconds_per_step:.3f} s; one process)",
     )
-    summary.add_row("projected run", f"{_duration(projection.run_seconds)} for {projection.steps} steps of {report.dataset_rows} rows")
+    summary.add_row("projected run", f"{duration(projection.run_seconds)} for {projection.steps} steps of {report.dataset_rows} rows")
     if report.filtered_path is not None:
         summary.add_row("filtered data", f"{report.filtered_rows} rows written to {report.filtered_path}")
     if report.json_path is not None:

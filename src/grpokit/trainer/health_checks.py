@@ -56,14 +56,39 @@ def is_eval_log(logs: dict[str, Any]) -> bool:
     return any(key.startswith("eval_") for key in logs)
 
 
+PATIENCE_SHARE_OF_RUN = 4  # a default patience is at most a quarter of the run's logs ...
+MIN_SCALED_PATIENCE = 3  # ... and at least this many logs, so one odd log never fires a check
+
+
+def scaled_patience(default: int, logs_in_run: int | None) -> int:
+    """A default `patience` fitted to a run of `logs_in_run` logs, so a 12-step run is still told.
+
+    >>> scaled_patience(50, 12), scaled_patience(50, 400), scaled_patience(20, 2), scaled_patience(20, None)
+    (3, 50, 3, 20)
+    """
+    if not logs_in_run:
+        return default
+    return min(default, max(MIN_SCALED_PATIENCE, math.ceil(logs_in_run / PATIENCE_SHARE_OF_RUN)))
+
+
+def logs_in_run(max_steps: int, logging_strategy: str, logging_steps: float) -> int | None:
+    """The training logs a run of `max_steps` writes (the last step is always logged); None when unknown."""
+    if max_steps <= 0 or str(logging_strategy).split(".")[-1].lower() != "steps" or logging_steps <= 0:
+        return None
+    every = logging_steps if logging_steps >= 1 else max(math.ceil(max_steps * logging_steps), 1)  # a ratio of the run
+    return math.ceil(max_steps / every)
+
+
 class Check:
     """One health check. Subclasses set `name`, read their log key, and say what they saw."""
 
     name = ""
     reads_eval_logs = False
+    scales_with_the_run = True  # a default patience shrinks to fit a short run (`scaled_patience`)
 
     def __init__(self, options) -> None:
         self.options = options
+        self.patience_for_run: int | None = None  # set by `HealthMonitor.fit_to_run`
 
     @property
     def action(self) -> str:
@@ -71,6 +96,8 @@ class Check:
 
     @property
     def patience(self) -> int:
+        if self.patience_for_run is not None:
+            return self.patience_for_run
         return getattr(self.options, "patience", 1)
 
     def read(self, logs: dict[str, Any]) -> Reading | None:
@@ -85,6 +112,7 @@ class Check:
 
 class NonfiniteCheck(Check):
     name = "nonfinite"
+    scales_with_the_run = False  # fires at once
     KEYS = ("loss", "grad_norm")
     bad_key: str | None = None  # the log key (or "gradients") that held the non-finite value
 
@@ -256,6 +284,7 @@ class RewardHackingCheck(Check):
 
     name = "reward_hacking"
     reads_eval_logs = True
+    scales_with_the_run = False  # counts evaluations, not logs
 
     def __init__(self, options) -> None:
         super().__init__(options)
@@ -342,6 +371,13 @@ class HealthMonitor:
         check.bad_key = "gradients"
         transition = self._update(check, Reading(math.nan, True), {})
         return [transition] if transition is not None else []
+
+    def fit_to_run(self, logs: int | None) -> None:
+        """Shrink each default `patience` (one the config did not set) to fit a run of `logs` logs."""
+        for check in self.checks:
+            explicit = "patience" in getattr(check.options, "model_fields_set", set())
+            if check.scales_with_the_run and not explicit and hasattr(check.options, "patience"):
+                check.patience_for_run = scaled_patience(check.options.patience, logs)
 
     def statuses(self) -> dict[str, str]:
         """Each check that has read something: ok, warned or tripped."""
