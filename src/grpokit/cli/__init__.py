@@ -20,6 +20,8 @@ from grpokit.cli.migration import convert as convert_command
 from grpokit.cli.train import train_here, train_with_torchrun
 from grpokit.formatting import fmt
 
+DEFAULT_PROBE_ROWS = 16  # grpokit.commands.probe.DEFAULT_ROWS (not imported here: the CLI starts without torch)
+
 app = typer.Typer(
     help="GRPO fine-tuning of language models from one YAML file.",
     no_args_is_help=True,
@@ -95,7 +97,10 @@ def validate(
         if probe:
             from grpokit.commands.probe import ProbeOptions, projection_line, run_probe
 
-            stdout.print(projection_line(run_probe(run_config, ProbeOptions(rows=16, write_json=False))))
+            probed = run_probe(run_config, ProbeOptions(rows=16, write_json=False))
+            stdout.print(projection_line(probed))
+            for step in probed.next_steps:
+                stdout.print(f"next step: {step}", highlight=False, markup=False)
 
 
 def _reward_table(report) -> Table:
@@ -265,7 +270,7 @@ def eval_(
 def probe(
     config: ConfigArg,
     set_: SetOption = None,
-    rows: Annotated[int, typer.Option(help="Prompts to probe: the first N rows of the training set.")] = 64,
+    rows: Annotated[int, typer.Option(help="Prompts to probe: the first N rows of the training set.")] = DEFAULT_PROBE_ROWS,
     samples: Annotated[
         int | None, typer.Option(help="Completions per prompt (default: the config's num_generations, the group size).")
     ] = None,
@@ -291,6 +296,8 @@ def probe(
         for table in probe_tables(report):
             stdout.print(table)
         stdout.print(projection_line(report))
+        for step in report.next_steps:
+            stdout.print(f"next step: {step}", highlight=False, markup=False)
 
 
 def _split_name(split: str) -> str:

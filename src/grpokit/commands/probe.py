@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grpokit.commands.probe_figures import ProbeFigures, Projection, StepShape, project_run, summarize_probe
+from grpokit.commands.probe_figures import (
+    ProbeFigures,
+    Projection,
+    StepShape,
+    next_steps,
+    project_run,
+    summarize_probe,
+)
 from grpokit.config.schema import RunConfig
 from grpokit.data.options import ROW_COLUMN
 from grpokit.data.readers import load_table
@@ -35,12 +43,18 @@ from grpokit.outputs.files import PROBE_FILE, atomic_write_bytes, atomic_write_t
 from grpokit.pipeline import bound_run_prompts, build_reward_set, generation_settings, load_run_data
 from grpokit.rewards.reward_set import run_rewards_on_rows
 
+logger = logging.getLogger("grpokit.probe")
+
+
+DEFAULT_ROWS = 16  # x num_generations samples: about a minute on builtin:tiny on 2 CPU cores
+PROGRESS_SECONDS = 5.0  # at most one progress line this often while generating
+
 
 @dataclass(frozen=True)
 class ProbeOptions:
     """What `grpokit probe` adds to the config."""
 
-    rows: int = 64  # prompts probed: the first N rows of the training set
+    rows: int = DEFAULT_ROWS  # prompts probed: the first N rows of the training set
     samples: int | None = None  # completions per prompt; None: the config's num_generations (the group size)
     pass_threshold: float | None = None  # None: the sum of the positive reward weights (full marks)
     write_filtered: Path | None = None  # write the dataset without the probed zero-spread prompts here
@@ -73,6 +87,7 @@ class ProbeReport:
     filtered_path: Path | None = None
     filtered_rows: int | None = None  # rows written to filtered_path
     samples: ProbeSamples | None = None  # the completions behind the figures (not written to probe.json)
+    next_steps: list[str] = field(default_factory=list)  # what to change when groups are mostly flat or cut
 
 
 def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | None = None) -> ProbeReport:
@@ -96,9 +111,11 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         config, load_run_data(config, reward_set), tokenizer, model_context=model_context_length(config.options)
     )
     rows = [data.train[i] for i in range(min(options.rows, len(data.train)))]
+    logger.info("loading %s", config.options.model_id)
     model = _load_model(config)
     prompts_per_call = max(args.per_device_train_batch_size * args.steps_per_generation // args.num_generations, 1)
     settings = generation_settings(config, num_samples=samples, batch_size=prompts_per_call)
+    logger.info("sampling %d prompts x %d completions (max_completion_length %d)", len(rows), samples, settings.max_new_tokens)
     sampled = sample_completions(model, tokenizer, rows, settings)
     flat_rows = [row for row, per_row in zip(rows, sampled.completions) for _ in per_row]
     scored = run_rewards_on_rows(
@@ -122,6 +139,7 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         pass_threshold=threshold,
         generation_seconds=sampled.generation_seconds,
     )
+    logger.info("timing one training micro-batch (forward and backward)")
     train_seconds, forward_seconds = time_training_micro_batch(model, config, sampled, args)
     dynamic = config.options.dynamic_sampling
     projection = project_run(
@@ -142,6 +160,9 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         peak_memory_mb=sampled.peak_memory_mb,
         peak_memory_kind=sampled.peak_memory_kind,
         samples=sampled,
+        next_steps=next_steps(
+            figures, temperature=settings.temperature, max_completion_length=settings.max_new_tokens, dynamic_sampling=dynamic.enabled
+        ),
     )
     if options.write_filtered is not None:
         report.filtered_path = options.write_filtered
@@ -176,12 +197,32 @@ def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationS
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    completions, ids = generate_completions(model, tokenizer, prompts, settings)
+    completions, ids = generate_with_progress(model, tokenizer, prompts, settings)
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     peak, kind = (torch.cuda.max_memory_allocated() / 2**20, "cuda allocated") if cuda else (_peak_rss_mb(), "process RSS")
     return ProbeSamples(rows, completions, ids, prompt_ids, seconds, peak, kind)
+
+
+def generate_with_progress(model, tokenizer, prompts: list, settings: GenerationSettings) -> tuple[list[list], list[list[list[int]]]]:
+    """`generate_completions` one batch of prompts at a time, logging the completions done and the time left."""
+    completions: list[list] = []
+    ids: list[list[list[int]]] = []
+    started = last_line = time.perf_counter()
+    total = len(prompts) * settings.num_samples
+    for index, start in enumerate(range(0, len(prompts), settings.batch_size)):
+        batch = GenerationSettings(**{**asdict(settings), "seed": settings.seed + index})  # each batch its own draw
+        texts, batch_ids = generate_completions(model, tokenizer, prompts[start : start + settings.batch_size], batch)
+        completions += texts
+        ids += batch_ids
+        now = time.perf_counter()
+        done = len(completions) * settings.num_samples
+        if now - last_line >= PROGRESS_SECONDS or done == total:
+            last_line = now
+            left = (now - started) / done * (total - done)
+            logger.info("%d/%d completions (%.0f%%), %s elapsed, about %s left", done, total, 100 * done / total, duration(now - started), duration(left))
+    return completions, ids
 
 
 def _peak_rss_mb() -> float | None:
@@ -312,6 +353,7 @@ def write_probe_json(report: ProbeReport, path: Path) -> Path:
         "prompts": [asdict(figure) for figure in report.figures.prompts],
         "filtered_path": str(report.filtered_path) if report.filtered_path else None,
         "filtered_rows": report.filtered_rows,
+        "next_steps": report.next_steps,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,9 +393,9 @@ def probe_tables(report: ProbeReport, *, prompts_shown: int = 10) -> list:
     )
     summary.add_row("cut at max_completion_length", f"{figures.truncated_share:.1%} of {figures.completions} completions")
     for label, lengths in (("prompt tokens", figures.prompt_tokens), ("completion tokens", figures.completion_tokens)):
-        summary.add_row(label, ", ".join(f"{key} {fmt(value)}" for key, value in lengths.items()))
-    summary.add_row("generation", f"{fmt(figures.tokens_per_second)} tokens/s ({figures.generated_tokens} tokens in {figures.generation_seconds:.1f} s)")
-    summary.add_row("peak memory", f"{fmt(report.peak_memory_mb)} MB ({report.peak_memory_kind})")
+        summary.add_row(label, ", ".join(f"{key} {value if isinstance(value, int) else fmt(value)}" for key, value in lengths.items()))
+    summary.add_row("generation", f"{fmt(figures.tokens_per_second, 1)} tokens/s ({figures.generated_tokens} tokens in {figures.generation_seconds:.1f} s)")
+    summary.add_row("peak memory", f"{fmt(report.peak_memory_mb, 0)} MB ({report.peak_memory_kind})")
     summary.add_row(
         "projected step",
         f"{projection.step_seconds:.3f} s (generation {projection.generation_seconds_per_step:.3f} s, "

@@ -121,7 +121,7 @@ def summary_rows(run: RunRecord) -> list[Row]:
     rows = [
         Row("training steps", shown(figures["last step"], "count")),
         Row("logged steps", shown(figures["steps logged"], "count")),
-        Row("training time (the logged steps)", shown(_training_seconds(run.metrics), "seconds")),
+        Row("training time (the steps only)", shown(_training_seconds(run.metrics), "seconds")),
         Row(f"reward, mean of the first {SUMMARY_WINDOW} logged steps", shown(figures[f"reward, first {SUMMARY_WINDOW} steps"])),
         Row(f"reward, mean of the last {SUMMARY_WINDOW} logged steps", shown(figures[f"reward, last {SUMMARY_WINDOW} steps"])),
         Row("time per step (median)", shown(figures["seconds / step (median)"], "number") + " s"),
@@ -157,6 +157,9 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
             flat.update(flatten(item, f"{prefix}{key}."))
         return flat
     return {prefix.rstrip("."): json.dumps(value, ensure_ascii=False) if isinstance(value, list) else str(value)}
+
+
+REQUIRED_OPTIONS = ("model_id",)  # options without a default, listed with the values that differ
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ def config_rows(config: dict[str, Any] | None, info: dict[str, Any] | None) -> t
             differing.append(ConfigRow(key, value, str(trl[key].get("default")), str(trl[key].get("origin", ""))))
         elif key in defaults and defaults[key] != value:
             differing.append(ConfigRow(key, value, defaults[key], "grpokit option"))
+        elif key in REQUIRED_OPTIONS:  # no default: always the run's own choice
+            differing.append(ConfigRow(key, value, "(none)", "grpokit option"))
         else:
             rest.append(ConfigRow(key, value))
     return differing, rest

@@ -2,7 +2,7 @@
 
 Each check reads what TRL logs at every step and fires when its condition has held for `patience`
 logs in a row; a patience the config does not set shrinks to a quarter of a short run's logs (at least
-3: `health_checks.scaled_patience`), so a 12-step run is still told. Its `action` says what happens then:
+3: `health_patience.scaled_patience`), so a 12-step run is still told. Its `action` says what happens then:
 
 - `warn`: one warning line and a `warned` event in `health.jsonl` (again only after the condition
   cleared and came back);
@@ -49,8 +49,8 @@ from grpokit.trainer.health_checks import (
     HealthMonitor,
     Transition,
     is_eval_log,
-    logs_in_run,
 )
+from grpokit.trainer.health_patience import logs_in_run
 from grpokit.trainer.watchdog import HangWatchdogCallback
 
 logger = logging.getLogger("grpokit.health")
