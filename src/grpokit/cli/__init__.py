@@ -13,7 +13,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from grpokit.cli.common import ConfigArg, SetOption, console, reporting_errors, setup_logging, stdout
+from grpokit.cli.common import (
+    ConfigArg,
+    QuietOption,
+    SetOption,
+    VerboseOption,
+    console,
+    reporting_errors,
+    setup_logging,
+    stdout,
+)
 from grpokit.cli.launch import launch_app
 from grpokit.cli.migration import accelerate_launch_options, print_default_differences
 from grpokit.cli.migration import convert as convert_command
@@ -34,7 +43,8 @@ app = typer.Typer(
 def train(
     config: ConfigArg,
     set_: SetOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     nproc: Annotated[
         int | None,
         typer.Option(help="Run on N processes of this machine (one per GPU) by starting torchrun.", rich_help_panel="Launch"),
@@ -45,7 +55,7 @@ def train(
     master_port: Annotated[int | None, typer.Option(help="Port on the rank-0 machine.", rich_help_panel="Launch")] = None,
 ) -> None:
     """Train with GRPO as CONFIG says, and save the model. See docs/distributed.md for several processes."""
-    setup_logging(verbose)
+    setup_logging(verbose, quiet)
     rendezvous_options = {"nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr, "master_port": master_port}
     if nproc is None:  # an accelerate config under distributed: carries its process count
         with reporting_errors():
@@ -171,13 +181,14 @@ def report(
 @app.command()
 def compare(
     output_dirs: Annotated[list[Path], typer.Argument(help="Two or more training output directories.")],
-    output: Annotated[Path, typer.Option(help="Where the compare page goes.")] = Path("compare.html"),
+    output: Annotated[Path, typer.Option(help="Where the compare page goes (default: compare.html in the current folder).")] = Path("compare.html"),
 ) -> None:
     """Put runs side by side: health, curves overlaid, configs diffed, completions for the same prompts."""
     with reporting_errors():
         from grpokit.outputs.compare import write_compare
 
-        stdout.print(f"compare: [bold]{write_compare(output_dirs, output)}[/]")
+        written = write_compare(output_dirs, output).resolve()
+        stdout.print(f"compare: wrote [bold]{written}[/] ({len(output_dirs)} runs side by side)", highlight=False)
 
 
 @app.command()

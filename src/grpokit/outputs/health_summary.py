@@ -75,7 +75,7 @@ def _truncation(metrics: Sequence[dict[str, Any]], config: dict[str, Any] | None
     if not shares:
         return None
     limit = (config or {}).get("max_completion_length")
-    named = f"max_completion_length ({limit} tokens)" if isinstance(limit, int) else "max_completion_length"
+    named = f"max_completion_length={limit}" if isinstance(limit, int) else "max_completion_length"
     fix = "raise max_completion_length, or reward shorter answers (a length reward): a cut completion rarely scores"
     if min(shares) >= 1.0:
         return Finding("truncation", f"every completion was cut at {named}", fix, 1.0)
