@@ -275,6 +275,18 @@ def eval_(
         report = run_eval(run_config, model, options, output_dir=output, compare=compare)
         stdout.print(eval_table(report))
         stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
+        _refresh_run_report(Path(model), report.eval_path)
+
+
+def _refresh_run_report(model: Path, eval_path: Path) -> None:
+    """After `grpokit eval --model RUN_DIR`: rewrite the run's report, which shows eval/eval.json."""
+    from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, METRICS_FILE
+
+    if not (model / METRICS_FILE).is_file() or eval_path.resolve() != (model / EVAL_DIR / EVAL_FILE).resolve():
+        return
+    from grpokit.outputs.report import write_report
+
+    stdout.print(f"report: [bold]{write_report(model).html}[/] (with these results)")
 
 
 @app.command()

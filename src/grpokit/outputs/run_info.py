@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from grpokit.outputs.files import RUN_INFO_FILE, TRL_DIFFERENCES_FILE, atomic_write_text
+
+logger = logging.getLogger("grpokit.outputs")
 
 PACKAGES = ("grpokit", "trl", "transformers", "torch", "peft", "accelerate", "datasets")
 MAX_FIELDS_PER_LINE = 16  # a longer group ends with "and N more": the table has them all
@@ -155,4 +158,6 @@ def record_run_start(config, output_dir: str | Path, *, world_size: int = 1) -> 
     differences = default_differences(config)
     write_run_info(output_dir, world_size=world_size, differences=differences)
     table = write_differences_table(differences, version, output_dir)
+    for difference in differences:  # the whole table in the log too, with --verbose
+        logger.debug("differs from TRL's defaults: %s", difference.line(version))
     return difference_block(differences, version, table)
