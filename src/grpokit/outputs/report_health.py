@@ -51,6 +51,11 @@ class HealthVerdict:
     status: str  # healthy | warnings | stopped | not checked (no training step logged)
     text: str
     css: str
+    headline: str = ""  # the report's bar, where the findings are listed below it; "" : the text
+
+    @property
+    def title(self) -> str:
+        return self.headline or self.text
 
 
 def check_action(config: dict[str, Any] | None, name: str) -> str:
@@ -118,7 +123,9 @@ def health_verdict(rows: list[CheckRow], findings: Sequence[Finding] = ()) -> He
     if warned or findings:
         checks = ", ".join(f"{row.name} ({row.at})" for row in warned)
         parts = [finding.text for finding in findings] + ([checks] if checks else [])
-        return HealthVerdict(WARNINGS, "warnings: " + "; ".join(parts), "warn")
+        count = f"{len(findings)} thing{'s' if len(findings) != 1 else ''} wrong over the whole run (below)" if findings else ""
+        headline = "warnings: " + "; ".join(part for part in (count, f"checks that fired: {checks}" if checks else "") if part)
+        return HealthVerdict(WARNINGS, "warnings: " + "; ".join(parts), "warn", headline)
     checked = sum(row.status == "ok" for row in rows)
     if not checked:
         return HealthVerdict(NOT_CHECKED, "no health check ran in this run", "muted")
