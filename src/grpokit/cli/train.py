@@ -15,6 +15,8 @@ from grpokit.cli.log_format import one_line
 from grpokit.cli.migration import trained_line
 from grpokit.errors import GrpokitError, HealthCheckStopped
 
+logger = logging.getLogger("grpokit.cli")
+
 
 def train_here(config: Path, overrides: list[str]) -> None:
     """Train in this process (one rank of a torchrun job, or the only process)."""
@@ -33,7 +35,7 @@ def train_here(config: Path, overrides: list[str]) -> None:
             raise typer.Exit(HealthCheckStopped.exit_code)  # rank 0 says what tripped
         return
     for name, count in result.reward_failures.items():
-        console.print(f"[yellow]warning:[/] reward '{name}' failed on {count} completions (scored 0.0, on_error: zero)")
+        logger.warning("reward '%s' failed on %d completions (scored 0.0, on_error: zero)", name, count)
     report = _report_or_warning(result.output_dir, write_report)
     if result.stopped_by_health is not None:
         from grpokit.trainer.health import stop_error
@@ -41,9 +43,10 @@ def train_here(config: Path, overrides: list[str]) -> None:
         _print_report(report)
         raise stop_error(result.stopped_by_health)  # exit code 3
     if result.stopped_by_signal is not None:
-        console.print(
-            f"[yellow]stopped by signal {result.stopped_by_signal} at step {result.global_step}[/]; "
-            "the checkpoint is saved: run the same command again to resume"
+        logger.warning(
+            "stopped by signal %d at step %d; the checkpoint is saved: run the same command again to resume",
+            result.stopped_by_signal,
+            result.global_step,
         )
         raise typer.Exit(128 + result.stopped_by_signal)  # as a shell reports a process ended by that signal
     stdout.print(trained_line(result))
@@ -56,7 +59,7 @@ def _report_or_warning(output_dir: Path, write_report):
         return write_report(output_dir)
     except Exception as error:  # noqa: BLE001 -- the model is saved: say what went wrong, exit 0
         message = error.message if isinstance(error, GrpokitError) else f"{type(error).__name__}: {error}"
-        console.print(f"[yellow]warning:[/] no report for {output_dir}: {one_line(message)}", highlight=False)
+        logger.warning("no report for %s: %s", output_dir, one_line(message))
         return None
 
 
