@@ -150,12 +150,23 @@ def options_line(config) -> str:
     return ", ".join(parts)
 
 
+def masked(differences: list) -> list:
+    """The differences with every secret value (`hub_token`, ...) replaced by `***`: they go to files and logs."""
+    import dataclasses
+
+    from grpokit.secrets import is_secret_key, mask_secrets
+
+    return [
+        dataclasses.replace(d, value=mask_secrets({d.key: d.value})[d.key]) if is_secret_key(d.key) else d for d in differences
+    ]
+
+
 def record_run_start(config, output_dir: str | Path, *, world_size: int = 1) -> list[str]:
-    """Write `run_info.json` and `trl_differences.txt`; return the lines to log about the config."""
+    """Write `run_info.json` and `trl_differences.txt` (secrets masked); return the lines to log about the config."""
     from grpokit.config.trl_versions import default_differences, installed_trl_version
 
     version = installed_trl_version()
-    differences = default_differences(config)
+    differences = masked(default_differences(config))
     write_run_info(output_dir, world_size=world_size, differences=differences)
     table = write_differences_table(differences, version, output_dir)
     for difference in differences:  # the whole table in the log too, with --verbose
