@@ -16,6 +16,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import importlib.metadata
+import io
 import json
 import logging
 import os
@@ -196,7 +197,7 @@ def test_validate_says_when_logging_steps_exceeds_max_steps_and_warns_each_fallb
 
 def test_one_line_records_each_config_warning_once_and_the_verbosity_switches():
     from grpokit.cli.common import setup_logging
-    from grpokit.cli.log_format import OncePerCommand, OneLineFormatter
+    from grpokit.cli.log_format import OncePerCommand, OneLineFormatter, plain_handler
 
     record = logging.LogRecord("grpokit.config", logging.WARNING, __file__, 1, "first\n  second\r", None, None)
     assert re.match(r"^\S+ \S+ WARNING grpokit.config: first \| second$", OneLineFormatter().format(record))
@@ -204,6 +205,15 @@ def test_one_line_records_each_config_warning_once_and_the_verbosity_switches():
     assert [once.filter(record), once.filter(record)] == [True, False]
     other = logging.LogRecord("grpokit.trainer", logging.INFO, __file__, 1, "step", None, None)
     assert [once.filter(other), once.filter(other)] == [True, True], "only the config's facts are said once"
+    handler, real, swapped = plain_handler(), sys.stderr, io.StringIO()
+    sys.stderr = swapped  # as a test runner swaps it for one command, then closes it
+    try:
+        handler.emit(other)
+    finally:
+        sys.stderr = real
+    assert swapped.getvalue().endswith("INFO grpokit.trainer: step\n")
+    swapped.close()
+    handler.emit(other)  # writes to today's stderr, not the closed one (no "I/O operation on closed file")
     try:
         setup_logging(quiet=True)
         assert logging.getLogger("grpokit").level == logging.WARNING

@@ -85,9 +85,28 @@ class OncePerCommand(logging.Filter):
         return True
 
 
-def plain_handler(stream: TextIO) -> logging.Handler:
-    """The handler for a log stream that is not a terminal: one record per line."""
-    handler = logging.StreamHandler(stream)
+class CurrentStderrHandler(logging.StreamHandler):
+    """A StreamHandler that writes to whatever `sys.stderr` is when a record comes.
+
+    Bound to the stream of the moment it was made, it would outlive a swapped stderr (a test runner's,
+    closed after the command) and fail on every later record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
+def plain_handler() -> logging.Handler:
+    """The handler for a log stream that is not a terminal: one record per line, to the current stderr."""
+    handler = CurrentStderrHandler()
     handler.setFormatter(OneLineFormatter())
     return handler
 
@@ -116,7 +135,7 @@ def log_handler(console) -> logging.Handler:
     if is_terminal(console.file):
         handler = rich_handler(console)
     else:
-        handler = plain_handler(console.file)
+        handler = plain_handler()  # the log console is stderr's
         turn_off_progress_bars()
         logging.captureWarnings(True)  # warnings.warn -> the py.warnings logger -> one line
     handler.addFilter(OncePerCommand())
