@@ -32,12 +32,12 @@ from grpokit.commands.probe_figures import (
     project_run,
     summarize_probe,
 )
+from grpokit.commands.probe_sampling import ProbeSamples, sample_completions
 from grpokit.config.schema import RunConfig
 from grpokit.data.options import ROW_COLUMN
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
 from grpokit.formatting import duration
-from grpokit.model.generation import GenerationSettings, generate_completions, render_prompts
 from grpokit.model.loading import load_model, load_tokenizer, model_context_length
 from grpokit.outputs.files import PROBE_FILE, atomic_write_bytes, atomic_write_text
 from grpokit.pipeline import bound_run_prompts, build_reward_set, generation_settings, load_run_data
@@ -47,7 +47,6 @@ logger = logging.getLogger("grpokit.probe")
 
 
 DEFAULT_ROWS = 16  # x num_generations samples: about a minute on builtin:tiny on 2 CPU cores
-PROGRESS_SECONDS = 5.0  # at most one progress line this often while generating
 
 
 @dataclass(frozen=True)
@@ -59,19 +58,6 @@ class ProbeOptions:
     pass_threshold: float | None = None  # None: the sum of the positive reward weights (full marks)
     write_filtered: Path | None = None  # write the dataset without the probed zero-spread prompts here
     write_json: bool = True  # write probe.json (`validate --probe` only prints its line)
-
-
-@dataclass(frozen=True)
-class ProbeSamples:
-    """What the model produced for the probed rows, and what it cost."""
-
-    rows: list[dict]
-    completions: list[list]  # per row, `samples` completions
-    completion_ids: list[list[list[int]]]
-    prompt_ids: list[list[int]]  # tokens of each rendered prompt
-    generation_seconds: float
-    peak_memory_mb: float | None
-    peak_memory_kind: str  # "cuda allocated" or "process RSS"
 
 
 @dataclass
@@ -181,56 +167,6 @@ def _load_model(config: RunConfig):
     if torch.cuda.is_available() and not options.load_in_4bit:  # 4-bit models are placed when loaded
         model = model.to("cuda")
     return model.eval()
-
-
-def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationSettings) -> ProbeSamples:
-    """K completions per row, timed after one untimed warm-up call; peak memory of the generation."""
-    import torch
-
-    prompts = [row["prompt"] for row in rows]
-    rendered = render_prompts(tokenizer, prompts, settings.chat_template_kwargs)
-    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    warm_up = GenerationSettings(max_new_tokens=min(settings.max_new_tokens, 4), num_samples=2, batch_size=1)
-    generate_completions(model, tokenizer, prompts[:1], warm_up)  # first-call costs (kernels, caches) are not generation speed
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    completions, ids = generate_with_progress(model, tokenizer, prompts, settings)
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    peak, kind = (torch.cuda.max_memory_allocated() / 2**20, "cuda allocated") if cuda else (_peak_rss_mb(), "process RSS")
-    return ProbeSamples(rows, completions, ids, prompt_ids, seconds, peak, kind)
-
-
-def generate_with_progress(model, tokenizer, prompts: list, settings: GenerationSettings) -> tuple[list[list], list[list[list[int]]]]:
-    """`generate_completions` one batch of prompts at a time, logging the completions done and the time left."""
-    completions: list[list] = []
-    ids: list[list[list[int]]] = []
-    started = last_line = time.perf_counter()
-    total = len(prompts) * settings.num_samples
-    for index, start in enumerate(range(0, len(prompts), settings.batch_size)):
-        batch = GenerationSettings(**{**asdict(settings), "seed": settings.seed + index})  # each batch its own draw
-        texts, batch_ids = generate_completions(model, tokenizer, prompts[start : start + settings.batch_size], batch)
-        completions += texts
-        ids += batch_ids
-        now = time.perf_counter()
-        done = len(completions) * settings.num_samples
-        if now - last_line >= PROGRESS_SECONDS or done == total:
-            last_line = now
-            left = (now - started) / done * (total - done)
-            logger.info("%d/%d completions (%.0f%%), %s elapsed, about %s left", done, total, 100 * done / total, duration(now - started), duration(left))
-    return completions, ids
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def time_training_micro_batch(model, config: RunConfig, sampled: ProbeSamples, args) -> tuple[float, float]:

@@ -89,7 +89,12 @@ class BeforeAfterCompletionsCallback(TrainerCallback):
         finally:
             model.train(was_training)
         flat = [per_row[0] for per_row in completions]
-        scored = run_rewards_on_rows(self.reward_set, self.rows, flat, completion_ids=[per_row[0] for per_row in ids])
+        counts = [func.failures for func in self.reward_set.funcs]
+        try:
+            scored = run_rewards_on_rows(self.reward_set, self.rows, flat, completion_ids=[per_row[0] for per_row in ids])
+        finally:  # a record of the run, not part of it: its failures are not the run's `on_error: zero` count
+            for func, count in zip(self.reward_set.funcs, counts):
+                func.failures = count
         return [
             {
                 "step": step,
