@@ -50,9 +50,9 @@ def test_short_demo_writes_summary_report_plot_and_accuracy_curve(tmp_path):
     assert {c["prompt"] for c in completions} == {p.prompt for p in addition.heldout_problems(4)}
 
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert '<pre id="config">' in html and "model_id: builtin:tiny" in html and "exact_match" in html
+    assert '<pre id="config">' in html and "<code>model_id</code></td><td><code>builtin:tiny</code>" in html and "exact_match" in html
     assert '<table id="completions">' in html and "completion (step 3)" in html
-    assert '<table id="summary">' in html and "accuracy_before" in html
+    assert '<table id="summary">' in html and "<th>held-out accuracy before training</th>" in html
     with Image.open(out / "curves.png") as image:
         image.verify()
         assert image.format == "PNG"

@@ -117,6 +117,7 @@ def test_eval_of_a_saved_adapter_compared_with_its_base(eval_config: Path, tmp_p
     # A fresh LoRA adapter (B = 0) leaves the model unchanged, so every difference must be 0.
     get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    (adapter_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")  # as a run's output_dir holds it
     args = ["eval", str(eval_config), "--model", str(adapter_dir), "--compare", "builtin:tiny"]
     result = CliRunner().invoke(app, [*args, "--num-samples", "2", "--rows", "3", "--set", "seed=3"])
     assert result.exit_code == 0, result.output
@@ -124,6 +125,8 @@ def test_eval_of_a_saved_adapter_compared_with_its_base(eval_config: Path, tmp_p
     assert summary["num_completions"] == 6 and "pass@2" in summary
     assert summary["compare"]["base"]["model"] == "builtin:tiny"
     assert all(value == pytest.approx(0.0) for value in summary["compare"]["difference"].values())
+    html = (adapter_dir / "report.html").read_text(encoding="utf-8")  # the run's report now shows the results
+    assert "report: " in result.output and '<table id="evaluation">' in html and "<th>base (builtin:tiny)</th>" in html
 
 
 def test_eval_without_a_test_split_says_how_to_fix_it(eval_config: Path):

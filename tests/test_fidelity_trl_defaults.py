@@ -178,8 +178,14 @@ def test_validate_prints_the_difference_lines(tiny_config, tmp_path):
 def test_train_logs_the_difference_lines_at_start(tiny_config, caplog):
     from grpokit.trainer import train
 
-    caplog.set_level(logging.INFO, logger="grpokit")
+    caplog.set_level(logging.DEBUG, logger="grpokit")
     result = train(load_config(data={**tiny_config, "max_steps": 1, "trl_defaults": "0.17.0"}))
     assert result.global_step == 1
-    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("differs from TRL's defaults: ")]
-    assert f"differs from TRL's defaults: beta: 0.04 (TRL {TRL_VERSION} default: 0.0; trl_defaults: 0.17.0)" in logged
+    table = result.output_dir / "trl_differences.txt"
+    line = f"beta: 0.04 (TRL {TRL_VERSION} default: 0.0; trl_defaults: 0.17.0)"
+    assert line in table.read_text().splitlines(), "the full table, in a file of the run"
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert f"TRL fields that differ from TRL {TRL_VERSION}'s defaults: " in "\n".join(info) and f"(the table: {table})" in "\n".join(info)
+    assert any(message.startswith("  trl_defaults 0.17.0: beta=0.04, ") for message in info), "one compact line per origin"
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert f"differs from TRL's defaults: {line}" in debug, "every line with --verbose"

@@ -354,7 +354,7 @@ def test_health_section_statuses_from_events_and_metrics(tmp_path):
     assert rows["nonfinite"].status == "ok" and rows["hang"].status == "ok"
     assert rows["kl"].status == "off" and rows["reward_hacking"].status == "not checked"
     verdict = health_verdict(list(rows.values()))
-    assert verdict.status == "tripped" and "zero_spread" in verdict.text and "exit code 3" in verdict.text
+    assert verdict.status == "stopped" and "zero_spread" in verdict.text and "exit code 3" in verdict.text
 
 
 def test_report_puts_health_first_and_draws_every_logged_quantity(tmp_path):
@@ -474,4 +474,4 @@ def test_a_run_resumed_past_a_stop_is_not_reported_as_stopped(tmp_path):
     rows = {row.name: row for row in health_rows(load_run(out))}
     assert rows["zero_spread"].at == "tripped at step 6, resumed after" and not rows["zero_spread"].stopped_the_run
     verdict = health_verdict(list(rows.values()))
-    assert verdict.status == "warned" and verdict.text == "warnings: zero_spread (tripped at step 6, resumed after), truncation (warned at step 3)"
+    assert verdict.status == "warnings" and verdict.text == "warnings: zero_spread (tripped at step 6, resumed after), truncation (warned at step 3)"

@@ -192,7 +192,9 @@ def test_probe_command_prints_the_figures_and_validate_prints_the_projection(pro
     result = runner.invoke(app, ["probe", str(probe_config), "--rows", "4", "--output", str(tmp_path / "p.json")])
     assert result.exit_code == 0, result.output
     assert "zero-spread groups" in result.output and "projected step" in result.output
-    assert result.output.strip().splitlines()[-1].startswith("probe: 4 prompts x 4 samples")
+    lines = result.output.strip().splitlines()
+    projection = next(i for i, line in enumerate(lines) if line.startswith("probe: 4 prompts x 4 samples"))
+    assert all(line.startswith("next step: ") for line in lines[projection + 1 :]), "the projection, then the next steps"
     assert json.loads((tmp_path / "p.json").read_text())["samples_per_prompt"] == 4
 
     validated = runner.invoke(app, ["validate", str(probe_config), "--probe"])

@@ -97,7 +97,9 @@ def test_report_is_self_contained_and_holds_config_curves_and_completions(run_di
     html = paths.html.read_text(encoding="utf-8")
     assert paths.html == run_dir / "report.html" and paths.plot == run_dir / "curves.png"
     # Config, per-reward statistics and the completions table are all there.
-    assert '<pre id="config">' in html and "model_id: builtin:tiny" in html and "token: &#39;***&#39;" in html
+    differs = html.split('<table id="config-differs">')[1].split("</table>")[0]  # what differs from the defaults, first
+    assert "<code>model_id</code></td><td><code>builtin:tiny</code>" in differs and "<code>token</code></td><td><code>***</code>" in differs
+    assert '<pre id="config">learning_rate: 0.0001' in html, "then the rest"
     assert '<table id="rewards">' in html and "<td>match</td>" in html
     assert '<table id="completions">' in html and "completion (step 0)" in html and "completion (step 3)" in html
     # Values from the run are escaped, never markup.
@@ -116,7 +118,7 @@ def test_report_of_a_running_training_reads_what_is_there(tmp_path):
     write_lines(out / "metrics.jsonl", [{"step": 1, "reward": 0.5}], tail='{"step": 2, "rew')
     paths = write_report(out)
     html = paths.html.read_text(encoding="utf-8")
-    assert "1 steps logged" in html and "recorded no sample completions" in html and "No grpokit_config.yaml" in html
+    assert "1 step logged" in html and "recorded no sample completions" in html and "holds no resolved config" in html
     assert paths.plot.read_bytes().startswith(PNG_MAGIC)
 
 
@@ -151,7 +153,7 @@ def test_train_writes_the_report_and_grpokit_report_rebuilds_it(tmp_path, tiny_c
     trained = grpokit("train", str(config_path))
     assert trained.returncode == 0, trained.stderr
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "rouge_l" in html and "learning_rate: 0.001" in html and "2 steps logged" in html
+    assert "rouge_l" in html and "<code>learning_rate</code></td><td><code>0.001</code>" in html and "2 steps logged" in html
 
     (out / "report.html").unlink()
     rebuilt = grpokit("report", str(out))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -138,8 +139,12 @@ def test_mlflow_run_holds_params_metrics_tables_dataset_and_model_without_secret
             mlflow_run_name="e2e",
         )
     )
-    result = train(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(config)
     assert result.global_step == 2
+    schema = [str(w.message)[:80] for w in caught if "Inferred schema" in str(w.message)]
+    assert schema == [], "MLflow's schema lecture is not the user's to act on"
 
     client = mlflow.MlflowClient(mlflow_server.url)
     run = only_run(client, "grpokit-e2e")

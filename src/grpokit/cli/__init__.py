@@ -13,12 +13,23 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from grpokit.cli.common import ConfigArg, SetOption, console, reporting_errors, setup_logging, stdout
+from grpokit.cli.common import (
+    ConfigArg,
+    QuietOption,
+    SetOption,
+    VerboseOption,
+    console,
+    reporting_errors,
+    setup_logging,
+    stdout,
+)
 from grpokit.cli.launch import launch_app
 from grpokit.cli.migration import accelerate_launch_options, print_default_differences
 from grpokit.cli.migration import convert as convert_command
 from grpokit.cli.train import train_here, train_with_torchrun
 from grpokit.formatting import fmt
+
+DEFAULT_PROBE_ROWS = 16  # grpokit.commands.probe.DEFAULT_ROWS (not imported here: the CLI starts without torch)
 
 app = typer.Typer(
     help="GRPO fine-tuning of language models from one YAML file.",
@@ -32,7 +43,8 @@ app = typer.Typer(
 def train(
     config: ConfigArg,
     set_: SetOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     nproc: Annotated[
         int | None,
         typer.Option(help="Run on N processes of this machine (one per GPU) by starting torchrun.", rich_help_panel="Launch"),
@@ -43,7 +55,7 @@ def train(
     master_port: Annotated[int | None, typer.Option(help="Port on the rank-0 machine.", rich_help_panel="Launch")] = None,
 ) -> None:
     """Train with GRPO as CONFIG says, and save the model. See docs/distributed.md for several processes."""
-    setup_logging(verbose)
+    setup_logging(verbose, quiet)
     rendezvous_options = {"nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr, "master_port": master_port}
     if nproc is None:  # an accelerate config under distributed: carries its process count
         with reporting_errors():
@@ -87,6 +99,8 @@ def validate(
         if report.model.weights is not None:
             stdout.print(f"[green]memory[/]: {report.model.weights.line()}")
         stdout.print(_reward_table(report))
+        for note in report.notes:
+            stdout.print(f"[yellow]note[/]: {note}", highlight=False)
         if report.trial_step is not None:
             stdout.print(
                 f"[green]trial step ok[/]: one GRPO step with these settings and rewards on builtin:tiny "
@@ -95,7 +109,10 @@ def validate(
         if probe:
             from grpokit.commands.probe import ProbeOptions, projection_line, run_probe
 
-            stdout.print(projection_line(run_probe(run_config, ProbeOptions(rows=16, write_json=False))))
+            probed = run_probe(run_config, ProbeOptions(rows=16, write_json=False))
+            stdout.print(projection_line(probed))
+            for step in probed.next_steps:
+                stdout.print(f"next step: {step}", highlight=False, markup=False)
 
 
 def _reward_table(report) -> Table:
@@ -166,13 +183,14 @@ def report(
 @app.command()
 def compare(
     output_dirs: Annotated[list[Path], typer.Argument(help="Two or more training output directories.")],
-    output: Annotated[Path, typer.Option(help="Where the compare page goes.")] = Path("compare.html"),
+    output: Annotated[Path, typer.Option(help="Where the compare page goes (default: compare.html in the current folder).")] = Path("compare.html"),
 ) -> None:
     """Put runs side by side: health, curves overlaid, configs diffed, completions for the same prompts."""
     with reporting_errors():
         from grpokit.outputs.compare import write_compare
 
-        stdout.print(f"compare: [bold]{write_compare(output_dirs, output)}[/]")
+        written = write_compare(output_dirs, output).resolve()
+        stdout.print(f"compare: wrote [bold]{written}[/] ({len(output_dirs)} runs side by side)", highlight=False)
 
 
 @app.command()
@@ -259,13 +277,25 @@ def eval_(
         report = run_eval(run_config, model, options, output_dir=output, compare=compare)
         stdout.print(eval_table(report))
         stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
+        _refresh_run_report(Path(model), report.eval_path)
+
+
+def _refresh_run_report(model: Path, eval_path: Path) -> None:
+    """After `grpokit eval --model RUN_DIR`: rewrite the run's report, which shows eval/eval.json."""
+    from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, METRICS_FILE
+
+    if not (model / METRICS_FILE).is_file() or eval_path.resolve() != (model / EVAL_DIR / EVAL_FILE).resolve():
+        return
+    from grpokit.outputs.report import write_report
+
+    stdout.print(f"report: [bold]{write_report(model).html}[/] (with these results)")
 
 
 @app.command()
 def probe(
     config: ConfigArg,
     set_: SetOption = None,
-    rows: Annotated[int, typer.Option(help="Prompts to probe: the first N rows of the training set.")] = 64,
+    rows: Annotated[int, typer.Option(help="Prompts to probe: the first N rows of the training set.")] = DEFAULT_PROBE_ROWS,
     samples: Annotated[
         int | None, typer.Option(help="Completions per prompt (default: the config's num_generations, the group size).")
     ] = None,
@@ -291,6 +321,8 @@ def probe(
         for table in probe_tables(report):
             stdout.print(table)
         stdout.print(projection_line(report))
+        for step in report.next_steps:
+            stdout.print(f"next step: {step}", highlight=False, markup=False)
 
 
 def _split_name(split: str) -> str:

@@ -14,11 +14,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from grpokit.cli.log_format import LEVELS, console_width, log_handler
 from grpokit.errors import GrpokitError
 from grpokit.secrets import MaskingFilter, mask_text
 
-console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, grep-able in logs
-stdout = Console(soft_wrap=True)
+console = Console(stderr=True, soft_wrap=True, width=console_width(sys.stderr))  # messages stay whole lines, grep-able in logs
+stdout = Console(soft_wrap=True, width=console_width(sys.stdout))
 
 ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
 SetOption = Annotated[
@@ -27,21 +28,27 @@ SetOption = Annotated[
 ]
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """grpokit's own messages at INFO through rich; the libraries' chatter only when it matters."""
-    from rich.logging import RichHandler
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="More log output: grpokit's debug lines, transformers' warnings.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings, errors and the final result only.")]
 
-    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """grpokit's own messages at INFO; the libraries' chatter only when it matters (`cli.log_format`).
+
+    On a terminal through rich; to a pipe or a file, one plain record per line without progress bars.
+    """
+    verbosity = "verbose" if verbose else "quiet" if quiet else "default"
+    handler = log_handler(console)
     handler.addFilter(MaskingFilter())  # no secret reaches a log line
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
-    logging.getLogger("grpokit").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("grpokit").setLevel(LEVELS[verbosity])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers 5 renames gradient_checkpointing; TRL still uses the old name. Not the user's to fix.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     # transformers reads this when it is imported; importing it here (2 s) would delay every error report
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning" if verbose else "error")
     if "transformers" in sys.modules:
-        sys.modules["transformers"].logging.set_verbosity_error()
+        sys.modules["transformers"].logging.set_verbosity(logging.WARNING if verbose else logging.ERROR)
 
 
 @contextlib.contextmanager

@@ -11,8 +11,11 @@ from pathlib import Path
 import typer
 
 from grpokit.cli.common import console, reporting_errors, stdout
+from grpokit.cli.log_format import one_line
 from grpokit.cli.migration import trained_line
-from grpokit.errors import HealthCheckStopped
+from grpokit.errors import GrpokitError, HealthCheckStopped
+
+logger = logging.getLogger("grpokit.cli")
 
 
 def train_here(config: Path, overrides: list[str]) -> None:
@@ -32,21 +35,41 @@ def train_here(config: Path, overrides: list[str]) -> None:
             raise typer.Exit(HealthCheckStopped.exit_code)  # rank 0 says what tripped
         return
     for name, count in result.reward_failures.items():
-        console.print(f"[yellow]warning:[/] reward '{name}' failed on {count} completions (scored 0.0, on_error: zero)")
-    report = write_report(result.output_dir).html
+        logger.warning("reward '%s' failed on %d completions (scored 0.0, on_error: zero)", name, count)
+    report = _report_or_warning(result.output_dir, write_report)
     if result.stopped_by_health is not None:
         from grpokit.trainer.health import stop_error
 
-        stdout.print(f"report: [bold]{report}[/]")
+        _print_report(report)
         raise stop_error(result.stopped_by_health)  # exit code 3
     if result.stopped_by_signal is not None:
-        console.print(
-            f"[yellow]stopped by signal {result.stopped_by_signal} at step {result.global_step}[/]; "
-            "the checkpoint is saved: run the same command again to resume"
+        logger.warning(
+            "stopped by signal %d at step %d; the checkpoint is saved: run the same command again to resume",
+            result.stopped_by_signal,
+            result.global_step,
         )
         raise typer.Exit(128 + result.stopped_by_signal)  # as a shell reports a process ended by that signal
     stdout.print(trained_line(result))
-    stdout.print(f"report: [bold]{report}[/]")
+    _print_report(report)
+
+
+def _report_or_warning(output_dir: Path, write_report):
+    """The run's report, or None with one warning: a run that trained and saved never fails because of its record."""
+    try:
+        return write_report(output_dir)
+    except Exception as error:  # noqa: BLE001 -- the model is saved: say what went wrong, exit 0
+        message = error.message if isinstance(error, GrpokitError) else f"{type(error).__name__}: {error}"
+        logger.warning("no report for %s: %s", output_dir, one_line(message))
+        return None
+
+
+def _print_report(report) -> None:
+    """The health of the whole run (verdict, then what held over it) and where the report is."""
+    if report is None:
+        return
+    for line in report.health:
+        stdout.print(line, highlight=False, markup=False)
+    stdout.print(f"report: [bold]{report.html}[/]")
 
 
 def train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendezvous_options) -> None:

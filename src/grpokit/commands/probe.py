@@ -18,45 +18,46 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grpokit.commands.probe_figures import ProbeFigures, Projection, StepShape, project_run, summarize_probe
+from grpokit.commands.probe_figures import (
+    ProbeFigures,
+    Projection,
+    StepShape,
+    next_steps,
+    project_run,
+    summarize_probe,
+)
+from grpokit.commands.probe_sampling import ProbeSamples, sample_completions
 from grpokit.config.schema import RunConfig
 from grpokit.data.options import ROW_COLUMN
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
-from grpokit.model.generation import GenerationSettings, generate_completions, render_prompts
+from grpokit.formatting import duration
 from grpokit.model.loading import load_model, load_tokenizer, model_context_length
 from grpokit.outputs.files import PROBE_FILE, atomic_write_bytes, atomic_write_text
 from grpokit.pipeline import bound_run_prompts, build_reward_set, generation_settings, load_run_data
 from grpokit.rewards.reward_set import run_rewards_on_rows
+
+logger = logging.getLogger("grpokit.probe")
+
+
+DEFAULT_ROWS = 16  # x num_generations samples: about a minute on builtin:tiny on 2 CPU cores
 
 
 @dataclass(frozen=True)
 class ProbeOptions:
     """What `grpokit probe` adds to the config."""
 
-    rows: int = 64  # prompts probed: the first N rows of the training set
+    rows: int = DEFAULT_ROWS  # prompts probed: the first N rows of the training set
     samples: int | None = None  # completions per prompt; None: the config's num_generations (the group size)
     pass_threshold: float | None = None  # None: the sum of the positive reward weights (full marks)
     write_filtered: Path | None = None  # write the dataset without the probed zero-spread prompts here
     write_json: bool = True  # write probe.json (`validate --probe` only prints its line)
-
-
-@dataclass(frozen=True)
-class ProbeSamples:
-    """What the model produced for the probed rows, and what it cost."""
-
-    rows: list[dict]
-    completions: list[list]  # per row, `samples` completions
-    completion_ids: list[list[list[int]]]
-    prompt_ids: list[list[int]]  # tokens of each rendered prompt
-    generation_seconds: float
-    peak_memory_mb: float | None
-    peak_memory_kind: str  # "cuda allocated" or "process RSS"
 
 
 @dataclass
@@ -72,6 +73,7 @@ class ProbeReport:
     filtered_path: Path | None = None
     filtered_rows: int | None = None  # rows written to filtered_path
     samples: ProbeSamples | None = None  # the completions behind the figures (not written to probe.json)
+    next_steps: list[str] = field(default_factory=list)  # what to change when groups are mostly flat or cut
 
 
 def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | None = None) -> ProbeReport:
@@ -95,9 +97,11 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         config, load_run_data(config, reward_set), tokenizer, model_context=model_context_length(config.options)
     )
     rows = [data.train[i] for i in range(min(options.rows, len(data.train)))]
+    logger.info("loading %s", config.options.model_id)
     model = _load_model(config)
     prompts_per_call = max(args.per_device_train_batch_size * args.steps_per_generation // args.num_generations, 1)
     settings = generation_settings(config, num_samples=samples, batch_size=prompts_per_call)
+    logger.info("sampling %d prompts x %d completions (max_completion_length %d)", len(rows), samples, settings.max_new_tokens)
     sampled = sample_completions(model, tokenizer, rows, settings)
     flat_rows = [row for row, per_row in zip(rows, sampled.completions) for _ in per_row]
     scored = run_rewards_on_rows(
@@ -121,6 +125,7 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         pass_threshold=threshold,
         generation_seconds=sampled.generation_seconds,
     )
+    logger.info("timing one training micro-batch (forward and backward)")
     train_seconds, forward_seconds = time_training_micro_batch(model, config, sampled, args)
     dynamic = config.options.dynamic_sampling
     projection = project_run(
@@ -141,6 +146,9 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         peak_memory_mb=sampled.peak_memory_mb,
         peak_memory_kind=sampled.peak_memory_kind,
         samples=sampled,
+        next_steps=next_steps(
+            figures, temperature=settings.temperature, max_completion_length=settings.max_new_tokens, dynamic_sampling=dynamic.enabled
+        ),
     )
     if options.write_filtered is not None:
         report.filtered_path = options.write_filtered
@@ -159,36 +167,6 @@ def _load_model(config: RunConfig):
     if torch.cuda.is_available() and not options.load_in_4bit:  # 4-bit models are placed when loaded
         model = model.to("cuda")
     return model.eval()
-
-
-def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationSettings) -> ProbeSamples:
-    """K completions per row, timed after one untimed warm-up call; peak memory of the generation."""
-    import torch
-
-    prompts = [row["prompt"] for row in rows]
-    rendered = render_prompts(tokenizer, prompts, settings.chat_template_kwargs)
-    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    warm_up = GenerationSettings(max_new_tokens=min(settings.max_new_tokens, 4), num_samples=2, batch_size=1)
-    generate_completions(model, tokenizer, prompts[:1], warm_up)  # first-call costs (kernels, caches) are not generation speed
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    completions, ids = generate_completions(model, tokenizer, prompts, settings)
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    peak, kind = (torch.cuda.max_memory_allocated() / 2**20, "cuda allocated") if cuda else (_peak_rss_mb(), "process RSS")
-    return ProbeSamples(rows, completions, ids, prompt_ids, seconds, peak, kind)
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def time_training_micro_batch(model, config: RunConfig, sampled: ProbeSamples, args) -> tuple[float, float]:
@@ -311,6 +289,7 @@ def write_probe_json(report: ProbeReport, path: Path) -> Path:
         "prompts": [asdict(figure) for figure in report.figures.prompts],
         "filtered_path": str(report.filtered_path) if report.filtered_path else None,
         "filtered_rows": report.filtered_rows,
+        "next_steps": report.next_steps,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,17 +304,9 @@ def projection_line(report: ProbeReport) -> str:
         f"probe: {len(figures.prompts)} prompts x {figures.samples_per_prompt} samples: "
         f"{figures.zero_spread_share:.0%} of groups with zero reward spread, "
         f"{figures.truncated_share:.0%} of completions cut at max_completion_length; projected "
-        f"{projection.step_seconds:.2f} s/step, {_duration(projection.run_seconds)} for {projection.steps} steps "
+        f"{projection.step_seconds:.2f} s/step, {duration(projection.run_seconds)} for {projection.steps} steps "
         f"(one process{with_ds})"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def probe_tables(report: ProbeReport, *, prompts_shown: int = 10) -> list:
@@ -358,15 +329,15 @@ def probe_tables(report: ProbeReport, *, prompts_shown: int = 10) -> list:
     )
     summary.add_row("cut at max_completion_length", f"{figures.truncated_share:.1%} of {figures.completions} completions")
     for label, lengths in (("prompt tokens", figures.prompt_tokens), ("completion tokens", figures.completion_tokens)):
-        summary.add_row(label, ", ".join(f"{key} {fmt(value)}" for key, value in lengths.items()))
-    summary.add_row("generation", f"{fmt(figures.tokens_per_second)} tokens/s ({figures.generated_tokens} tokens in {figures.generation_seconds:.1f} s)")
-    summary.add_row("peak memory", f"{fmt(report.peak_memory_mb)} MB ({report.peak_memory_kind})")
+        summary.add_row(label, ", ".join(f"{key} {value if isinstance(value, int) else fmt(value)}" for key, value in lengths.items()))
+    summary.add_row("generation", f"{fmt(figures.tokens_per_second, 1)} tokens/s ({figures.generated_tokens} tokens in {figures.generation_seconds:.1f} s)")
+    summary.add_row("peak memory", f"{fmt(report.peak_memory_mb, 0)} MB ({report.peak_memory_kind})")
     summary.add_row(
         "projected step",
         f"{projection.step_seconds:.3f} s (generation {projection.generation_seconds_per_step:.3f} s, "
         f"forward/backward {projection.training_seconds_per_step:.3f} s; one process)",
     )
-    summary.add_row("projected run", f"{_duration(projection.run_seconds)} for {projection.steps} steps of {report.dataset_rows} rows")
+    summary.add_row("projected run", f"{duration(projection.run_seconds)} for {projection.steps} steps of {report.dataset_rows} rows")
     if report.filtered_path is not None:
         summary.add_row("filtered data", f"{report.filtered_rows} rows written to {report.filtered_path}")
     if report.json_path is not None:

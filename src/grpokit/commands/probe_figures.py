@@ -212,3 +212,43 @@ def project_run(
         run_seconds=step * steps,
         generation_factor=factor,
     )
+
+
+FLAT_SHARE = 0.5  # zero-spread groups above this share: most of the compute would teach nothing
+CUT_SHARE = 0.3  # completions cut at the limit above this share: the rewards mostly score unfinished answers
+LOW_TEMPERATURE = 0.7  # below this, one prompt's samples often come out the same
+
+
+def next_steps(figures: ProbeFigures, *, temperature: float, max_completion_length: int, dynamic_sampling: bool) -> list[str]:
+    """What to change before training, when the probed groups are mostly flat or cut; [] when they are not.
+
+    >>> figures = summarize_probe(rows=[0, 1], prompts=["a", "b"], totals=[[0.0, 0.0], [0.0, 0.0]],
+    ...     completion_lengths=[[4, 4], [4, 4]], truncated=[[True, True], [True, True]], prompt_lengths=[2, 2],
+    ...     pass_threshold=1.0, generation_seconds=1.0)
+    >>> [line.split(":")[0] for line in next_steps(figures, temperature=0.2, max_completion_length=4, dynamic_sampling=False)]
+    ['max_completion_length', 'temperature', 'never solved', 'dynamic_sampling', 'filtering']
+    """
+    steps = []
+    if figures.truncated_share >= CUT_SHARE:
+        steps.append(
+            f"max_completion_length: {figures.truncated_share:.0%} of completions were cut at {max_completion_length} tokens; "
+            f"raise it (e.g. --set max_completion_length={max_completion_length * 2}) or reward shorter answers"
+        )
+    if figures.zero_spread_share < FLAT_SHARE:
+        return steps
+    counts = figures.verdict_counts
+    if temperature < LOW_TEMPERATURE:
+        steps.append(f"temperature: {temperature:g} makes one prompt's samples alike; try --set temperature=1.0")
+    if counts["never solved"] >= counts["always solved"] and counts["never solved"]:
+        steps.append(
+            f"never solved: {counts['never solved']} of {len(figures.prompts)} prompts got no sample that passes (total >= "
+            f"{figures.pass_threshold:g}); give the rewards partial credit, or start from prompts the model solves sometimes"
+        )
+    elif counts["always solved"]:
+        steps.append(
+            f"always solved: {counts['always solved']} of {len(figures.prompts)} prompts passed on every sample; use harder prompts"
+        )
+    if not dynamic_sampling:
+        steps.append("dynamic_sampling: set dynamic_sampling: true to replace flat groups with new ones while training (docs/efficiency.md)")
+    steps.append("filtering: --write-filtered PATH writes the data without the flat prompts; point train_dataset_path at it")
+    return steps

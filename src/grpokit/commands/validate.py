@@ -31,6 +31,7 @@ class ValidationReport:
     fallback_warnings: list[str]
     prompt_lengths: list[str] = field(default_factory=list)  # one line of token percentiles per split
     trial_step: TrialStep | None = None
+    notes: list[str] = field(default_factory=list)  # settings that are valid but likely not what was meant
 
 
 def validate(config: RunConfig, *, rows: int = 2, trial_step: bool = True) -> ValidationReport:
@@ -61,7 +62,25 @@ def validate(config: RunConfig, *, rows: int = 2, trial_step: bool = True) -> Va
         fallback_warnings=list(config.fallback_warnings),
         prompt_lengths=prompt_lengths,
         trial_step=trial,
+        notes=logging_notes(config.trl_args),
     )
+
+
+def logging_notes(trl_args: dict) -> list[str]:
+    """What a run of these settings will not log: `logging_steps` above `max_steps` logs the last step only.
+
+    >>> logging_notes({"max_steps": 6, "logging_steps": 10})
+    ['logging_steps 10 is more than max_steps 6: the run logs only its last step (grpokit always logs it); set logging_steps: 1 to see every step']
+    """
+    max_steps, every = trl_args.get("max_steps", -1), trl_args.get("logging_steps", 1)
+    strategy = str(trl_args.get("logging_strategy", "steps")).split(".")[-1].lower()
+    if strategy != "steps" or not isinstance(max_steps, int) or max_steps <= 0 or not 1 <= every or every <= max_steps:
+        return []
+    note = (
+        f"logging_steps {every:g} is more than max_steps {max_steps}: the run logs only its last step (grpokit always "
+        "logs it); set logging_steps: 1 to see every step"
+    )
+    return [note]
 
 
 def _as_completion(prompt, text: str):

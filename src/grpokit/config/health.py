@@ -26,13 +26,13 @@ class NonfiniteOptions(_Section):
 class ZeroSpreadOptions(_Section):
     action: Action = Field("stop", description="Most groups' completions all got the same reward. " + ACTION_HELP)
     threshold: float = Field(0.95, gt=0, le=1, description="Share of zero-spread groups (frac_reward_zero_std; with dynamic sampling, before it drops groups) that counts.")
-    patience: int = Field(50, ge=1, description="Logs in a row at or above threshold before the check fires.")
+    patience: int = Field(50, ge=1, description="Logs in a row at or above threshold before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
 
 
 class TruncationOptions(_Section):
     action: Action = Field("warn", description="Many completions cut at max_completion_length. " + ACTION_HELP)
     threshold: float = Field(0.5, gt=0, le=1, description="Share of cut completions (completions/clipped_ratio) that counts.")
-    patience: int = Field(20, ge=1, description="Logs in a row at or above threshold before the check fires.")
+    patience: int = Field(20, ge=1, description="Logs in a row at or above threshold before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
 
 
 class LengthOptions(_Section):
@@ -40,20 +40,20 @@ class LengthOptions(_Section):
     collapse_ratio: float = Field(0.25, gt=0, lt=1, description="Counts below this times the starting mean length.")
     explode_ratio: float = Field(4.0, gt=1, description="Counts above this times the starting mean length.")
     baseline_logs: int = Field(5, ge=1, description="The starting mean length is the mean over this many first logs.")
-    patience: int = Field(20, ge=1, description="Logs in a row outside the range before the check fires.")
+    patience: int = Field(20, ge=1, description="Logs in a row outside the range before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
 
 
 class EntropyOptions(_Section):
     action: Action = Field("warn", description="Token entropy collapsing: the policy stops exploring. " + ACTION_HELP)
     collapse_ratio: float = Field(0.1, gt=0, lt=1, description="Counts below this times the starting entropy.")
     baseline_logs: int = Field(5, ge=1, description="The starting entropy is the mean over this many first logs.")
-    patience: int = Field(20, ge=1, description="Logs in a row below the limit before the check fires.")
+    patience: int = Field(20, ge=1, description="Logs in a row below the limit before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
 
 
 class KlOptions(_Section):
     action: Action = Field("warn", description="KL to the reference model blowing up (logged when beta > 0). " + ACTION_HELP)
     threshold: float = Field(1.0, gt=0, description="KL (TRL's per-token estimate) above which a log counts.")
-    patience: int = Field(10, ge=1, description="Logs in a row above threshold before the check fires.")
+    patience: int = Field(10, ge=1, description="Logs in a row above threshold before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
 
 
 class RewardHackingOptions(_Section):

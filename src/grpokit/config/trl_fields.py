@@ -80,7 +80,7 @@ def check_trl_value(key: str, value: Any, source: str) -> Any:
         return value
     try:
         # Lax validation also reads YAML 1.1 strings such as '3e-5' as the number they mean.
-        return adapter.validate_python(value)
+        checked = adapter.validate_python(value)
     except ValidationError:
         accepted, normalised = trl_normalised_value(key, value)  # TRL converts some itself: scale_rewards: false
         if accepted and _conforms(adapter, normalised):
@@ -90,6 +90,9 @@ def check_trl_value(key: str, value: Any, source: str) -> Any:
             where=source,
             fix=f"set {key} to a value of type {type_name(annotation)}",
         ) from None
+    if isinstance(value, int) and not isinstance(value, bool) and isinstance(checked, float) and checked == value:
+        return value  # `logging_steps: 1` (a float field: it may be a ratio) stays the integer the file wrote
+    return checked
 
 
 def _conforms(adapter: TypeAdapter, value: Any) -> bool:

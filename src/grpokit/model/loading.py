@@ -15,6 +15,7 @@ from typing import Any
 from grpokit.config.schema import GrpokitOptions
 from grpokit.errors import ConfigError
 from grpokit.model.builtin import resolve_model_path
+from grpokit.model.hub_access import check_hub_reachable
 from grpokit.model.quantization import (
     WeightMemory,
     keep_4bit_layers_trainable,
@@ -55,7 +56,8 @@ def _pretrained_kwargs(options: GrpokitOptions) -> dict[str, Any]:
 
 
 def model_source(options: GrpokitOptions) -> str:
-    """The directory or hub id to load. A path (starting with '.', '/' or '~') that does not exist is an error."""
+    """The directory or hub id to load. A path (starting with '.', '/' or '~') that does not exist is an error,
+    and so is a Hub id that cannot be fetched here (no network and not cached: `model.hub_access`)."""
     source = resolve_model_path(options.model_id)
     local = Path(source).expanduser()
     if local.is_dir():
@@ -66,6 +68,7 @@ def model_source(options: GrpokitOptions) -> str:
             where="model_id",
             fix="pass an existing local directory, a Hugging Face id like 'Qwen/Qwen2.5-0.5B-Instruct', or 'builtin:tiny'",
         )
+    check_hub_reachable(source, options.revision)  # no network: one answer in seconds, not a minute of retries
     return source
 
 

@@ -16,9 +16,6 @@ Example:
 from __future__ import annotations
 
 import datetime
-import json
-import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +23,14 @@ from typing import Any
 from grpokit.errors import ConfigError
 from grpokit.formatting import fmt
 from grpokit.outputs.files import atomic_write_bytes
+from grpokit.outputs.health_summary import health_findings
 from grpokit.outputs.report import completion_cell, encoded, jinja_environment
 from grpokit.outputs.report_health import health_rows, health_verdict
 from grpokit.outputs.report_plots import ACCURACY_KEY, Panel, dynamics_panels, plot_panels
-from grpokit.outputs.run_record import RunRecord, load_run, series, tokens_per_second
+from grpokit.outputs.report_sections import SUMMARY_WINDOW, flatten, run_summary  # noqa: F401 - part of this module's API
+from grpokit.outputs.run_record import RunRecord, load_run, series
 
 COMPARE_TEMPLATE_FILE = "compare_template.html"  # package data next to the report's template
-SUMMARY_WINDOW = 10  # logged steps averaged for the start and end reward
 MAX_PROMPT_ROWS = 20
 NOT_SET = "(not set)"
 
@@ -50,16 +48,6 @@ def run_labels(runs: list[RunRecord]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [str(run.output_dir) for run in runs]
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """A config as dotted keys and display text: sections become `section.key`, lists stay one JSON value."""
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): json.dumps(value, ensure_ascii=False) if isinstance(value, list) else str(value)}
 
 
 def config_diff(configs: list[dict[str, Any] | None]) -> list[tuple[str, list[str]]]:
@@ -89,28 +77,6 @@ def common_prompt_rows(runs: list[RunRecord], limit: int = MAX_PROMPT_ROWS) -> l
     ]
 
 
-def _mean(values: list[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
-def run_summary(run: RunRecord) -> dict[str, Any]:
-    """The numbers of one run that the side-by-side table shows."""
-    rewards = [value for _, value in series(run.metrics, "reward")]
-    step_times = [value for _, value in series(run.metrics, "step_time")]
-    throughput = [value for _, value in tokens_per_second(run.metrics)]
-    accuracy = series(run.metrics, ACCURACY_KEY)
-    return {
-        "steps logged": len(run.metrics),
-        "last step": run.metrics[-1].get("step") if run.metrics else None,
-        f"reward, first {SUMMARY_WINDOW} steps": _mean(rewards[:SUMMARY_WINDOW]),
-        f"reward, last {SUMMARY_WINDOW} steps": _mean(rewards[-SUMMARY_WINDOW:]),
-        "seconds / step (median)": statistics.median(step_times) if step_times else None,
-        "tokens / s (median)": statistics.median(throughput) if throughput else None,
-        "held-out accuracy, first": accuracy[0][1] if accuracy else None,
-        "held-out accuracy, last": accuracy[-1][1] if accuracy else None,
-    }
-
-
 def compare_png(runs: list[RunRecord], labels: list[str]) -> bytes | None:
     """The overlaid panels of every run (training and eval lines)."""
     metric_sets = [sorted(run.metrics + run.eval_metrics, key=lambda line: line.get("step", 0)) for run in runs]
@@ -131,7 +97,7 @@ def render_compare(runs: list[RunRecord], png: bytes | None) -> str:
         labels=labels,
         dirs=[str(run.output_dir) for run in runs],
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        verdicts=[health_verdict(rows) for rows in checks],
+        verdicts=[health_verdict(rows, health_findings(run.metrics, run.config)) for rows, run in zip(checks, runs)],
         check_names=[row.name for row in checks[0]],
         checks=checks,
         summary_keys=list(summaries[0]),

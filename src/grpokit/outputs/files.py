@@ -3,8 +3,11 @@
 | name | where | written by |
 |---|---|---|
 | `grpokit_config.yaml` | output_dir | the recipe: the resolved config, secrets masked |
+| `run_info.json` | output_dir | the recipe: versions of grpokit and the libraries, the hardware (`outputs.run_info`) |
+| `trl_differences.txt` | output_dir | the recipe: every field that differs from the installed TRL's defaults, and why |
 | `metrics.jsonl` | output_dir | one JSON object per logged step |
 | `sample_completions.jsonl` | output_dir | a few training completions per logged step |
+| `before_after_completions.jsonl` | output_dir | the same few prompts answered before and after training |
 | `completions.jsonl` | output_dir | the demo's held-out completions |
 | `summary.json` | output_dir | the demo's summary |
 | `report.html`, `curves.png`, `dynamics.png` | output_dir | the report |
@@ -31,8 +34,11 @@ import os
 from pathlib import Path
 
 CONFIG_FILE = "grpokit_config.yaml"
+RUN_INFO_FILE = "run_info.json"  # versions and hardware of the run
+TRL_DIFFERENCES_FILE = "trl_differences.txt"  # the full table behind the log's compact block
 METRICS_FILE = "metrics.jsonl"
 SAMPLE_COMPLETIONS_FILE = "sample_completions.jsonl"  # training samples for the report
+BEFORE_AFTER_FILE = "before_after_completions.jsonl"  # the same prompts before and after training
 HELDOUT_COMPLETIONS_FILE = "completions.jsonl"  # the demo's held-out samples
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"

@@ -25,12 +25,10 @@ from __future__ import annotations
 import base64
 import datetime
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from grpokit.formatting import fmt
 from grpokit.outputs.files import (
@@ -42,7 +40,8 @@ from grpokit.outputs.files import (
     REPORT_FILE,
     atomic_write_bytes,
 )
-from grpokit.outputs.report_health import health_rows, health_verdict
+from grpokit.outputs.health_summary import health_findings
+from grpokit.outputs.report_health import health_lines, health_rows, health_verdict
 from grpokit.outputs.report_plots import (  # noqa: F401 - moving_average and SMOOTHING_WINDOW: part of this module's API
     ACCURACY_KEY,
     SMOOTHING_WINDOW,
@@ -51,6 +50,8 @@ from grpokit.outputs.report_plots import (  # noqa: F401 - moving_average and SM
     plot_curves,
     plot_panels,
 )
+from grpokit.outputs.report_sections import config_rows, eval_section, setup_rows, summary_rows
+from grpokit.outputs.run_info import read_run_info
 from grpokit.outputs.run_record import (  # noqa: F401 - read_jsonl, load_run: part of this module's API
     RunRecord,
     load_run,
@@ -92,6 +93,7 @@ class ReportPaths:
     html: Path
     plot: Path | None  # None when no step has logged a reward or an accuracy yet
     dynamics: Path | None = None  # None when no step has logged anything to draw
+    health: list[str] = field(default_factory=list)  # the verdict and what held over the run, one line each
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -127,8 +129,10 @@ def reward_statistics(metrics: list[dict[str, Any]]) -> list[RewardStats]:
 def completion_rows(completions: list[dict[str, Any]]) -> tuple[int | None, int | None, list[CompletionRow]]:
     """Pair each prompt's completion at the first recorded step with the one at the last step.
 
-    Returns (first step, last step, rows in the order prompts first appear). With a single recorded
-    step, `after` is None in every row.
+    Returns (first step, last step, rows in the order prompts first appear). Prompts recorded at both
+    steps are the rows when there are any (training draws other prompts each step, so a row with only
+    one side says little); otherwise the first step's completions, with `after` None in every row and
+    no last step.
     """
     steps = sorted({int(record.get("step", 0)) for record in completions})
     if not steps:
@@ -145,10 +149,22 @@ def completion_rows(completions: list[dict[str, Any]]) -> tuple[int | None, int 
             row["before"] = record
         if step == last and last != first and row["after"] is None:
             row["after"] = record
-    return first, (last if last != first else None), [
+    paired = {prompt: row for prompt, row in rows.items() if row["before"] is not None and row["after"] is not None}
+    if not paired:
+        rows = {prompt: {**row, "after": None} for prompt, row in rows.items() if row["before"] is not None}
+    return first, (last if paired else None), [
         CompletionRow(prompt=prompt, answer=row["answer"], before=row["before"], after=row["after"])
-        for prompt, row in rows.items()
+        for prompt, row in (paired or rows).items()
     ]
+
+
+def completion_source(run: RunRecord) -> tuple[list[dict[str, Any]], str]:
+    """The completions the report pairs, and what they are: held-out (the demo), before/after, or training samples."""
+    if (run.output_dir / HELDOUT_COMPLETIONS_FILE).is_file():
+        return run.completions, "held-out prompts, answered greedily at each evaluation"
+    if len({int(record.get("step", 0)) for record in run.before_after}) > 1:
+        return run.before_after, "the first training prompts, answered greedily by the model before training and after it"
+    return run.completions, "training completions as TRL sampled them; each step draws other prompts"
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -165,20 +181,6 @@ CELL_TEMPLATE = (
     '{% else %}<span class="muted">(empty)</span>{% endif %}</td>'
     '<td class="num {{ css }}">{{ fmt(record.reward) }}</td>{% endif %}'
 )
-
-
-def _summary_items(summary: dict[str, Any] | None) -> list[tuple[str, str]]:
-    if not summary:
-        return []
-    items = []
-    for key, value in summary.items():
-        if isinstance(value, float):
-            items.append((key, f"{value:.3f}"))
-        elif isinstance(value, (dict, list)):
-            continue  # curves and nested data are drawn, not listed
-        else:
-            items.append((key, str(value)))
-    return items
 
 
 def jinja_environment():
@@ -217,13 +219,17 @@ def hang_stack_files(run: RunRecord) -> list[str]:
 def render_report(run: RunRecord, plot_png: bytes | None, dynamics_png: bytes | None = None) -> str:
     """The report as one HTML string; every value from the run is escaped."""
     environment = jinja_environment()
-    first_step, after_step, rows = completion_rows(run.completions)
-    config_text = yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True) if run.config else None
+    completions, completions_are = completion_source(run)
+    first_step, after_step, rows = completion_rows(completions)
     checks = health_rows(run)
+    findings = health_findings(run.metrics, run.config)
+    info = read_run_info(run.output_dir)
+    config_differs, config_rest = config_rows(run.config, info)
     return environment.get_template(REPORT_TEMPLATE_FILE).render(
         health=checks,
-        verdict=health_verdict(checks),
-        health_file=HEALTH_FILE,
+        verdict=health_verdict(checks, findings),
+        findings=findings,
+        health_file=HEALTH_FILE if (run.output_dir / HEALTH_FILE).is_file() else None,
         stack_files=hang_stack_files(run),
         dynamics=encoded(dynamics_png),
         title=run.output_dir.name or str(run.output_dir),
@@ -231,18 +237,21 @@ def render_report(run: RunRecord, plot_png: bytes | None, dynamics_png: bytes | 
         steps=len(run.metrics),
         last_step=run.metrics[-1].get("step") if run.metrics else None,
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        summary=_summary_items(run.summary),
+        summary=summary_rows(run),
+        setup=setup_rows(info),
+        evaluation=eval_section(run.output_dir),
         plot=encoded(plot_png),
         reward_stats=reward_statistics(run.metrics),
         fmt=fmt,
         cell=completion_cell(environment),
         completion_rows=rows,
+        completions_are=completions_are,
         has_answers=any(row.answer is not None for row in rows),
         first_step=first_step,
         after_step=after_step,
-        completions_file=HELDOUT_COMPLETIONS_FILE,
-        config=config_text,
-        config_file=CONFIG_FILE,
+        config_differs=config_differs,
+        config_rest=config_rest,
+        config_file=CONFIG_FILE if run.config else None,
     )
 
 
@@ -266,4 +275,11 @@ def write_report(output_dir: str | Path) -> ReportPaths:
     plot_path = atomic_write_bytes(run.output_dir / PLOT_FILE, plot_png) if plot_png is not None else None
     panels_path = atomic_write_bytes(run.output_dir / DYNAMICS_PLOT_FILE, panels_png) if panels_png is not None else None
     html = render_report(run, plot_png, panels_png).encode("utf-8")
-    return ReportPaths(html=atomic_write_bytes(run.output_dir / REPORT_FILE, html), plot=plot_path, dynamics=panels_path)
+    checks = health_rows(run)
+    findings = health_findings(run.metrics, run.config)
+    return ReportPaths(
+        html=atomic_write_bytes(run.output_dir / REPORT_FILE, html),
+        plot=plot_path,
+        dynamics=panels_path,
+        health=health_lines(health_verdict(checks, findings), checks, findings),
+    )

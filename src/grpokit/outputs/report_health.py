@@ -1,5 +1,8 @@
 """The report's answer to "is it healthy?": one row per health check, and a one-line verdict.
 
+The verdict has three levels: healthy, warnings (a check warned, or something held over the whole run:
+`grpokit.outputs.health_summary`), stopped (a check with action stop, or the hang watchdog, ended it).
+
 A check's status comes from the run's `health.jsonl` events (tripped beats warned) and, when it never
 fired, from `metrics.jsonl`: `health/<check>` was logged (the check ran and stayed ok), or the metric
 it reads never appeared (not checked: KL without beta, reward hacking without an eval set).
@@ -8,10 +11,12 @@ Actions are read from the resolved config (`grpokit_config.yaml`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grpokit.outputs.health_events import CHECKS, RECOVERED, STATUS_KEY_PREFIX, TRIPPED, WARNED, HealthEvent
+from grpokit.outputs.health_summary import Finding
 from grpokit.outputs.run_record import RunRecord
 
 NOT_CHECKED_REASONS = {
@@ -36,13 +41,21 @@ class CheckRow:
     stopped_the_run: bool = False  # it tripped at the run's last step (not one the run was resumed past)
 
 
+HEALTHY, WARNINGS, STOPPED, NOT_CHECKED = "healthy", "warnings", "stopped", "not checked"  # the verdict's levels
+
+
 @dataclass(frozen=True)
 class HealthVerdict:
-    """The line at the top of the report."""
+    """The line at the top of the report and at the end of `grpokit train`."""
 
-    status: str  # ok | warned | tripped | not checked
+    status: str  # healthy | warnings | stopped | not checked (no training step logged)
     text: str
     css: str
+    headline: str = ""  # the report's bar, where the findings are listed below it; "" : the text
+
+    @property
+    def title(self) -> str:
+        return self.headline or self.text
 
 
 def check_action(config: dict[str, Any] | None, name: str) -> str:
@@ -94,19 +107,36 @@ def _verb(status: str) -> str:
     return {WARNED: "warned", TRIPPED: "tripped", RECOVERED: "ok again"}.get(status, status)
 
 
-def health_verdict(rows: list[CheckRow]) -> HealthVerdict:
-    """Tripped, warned or healthy, in one line."""
+def health_verdict(rows: list[CheckRow], findings: Sequence[Finding] = ()) -> HealthVerdict:
+    """Stopped, warnings or healthy, in one line; a run with findings over the whole run is never healthy.
+
+    `findings` come from `grpokit.outputs.health_summary.health_findings`: what held over the run even
+    when no check's patience ran out (a run that learned nothing, every completion cut).
+    """
     tripped = [row for row in rows if row.stopped_the_run]
     warned = [row for row in rows if row.status in (WARNED, TRIPPED) and not row.stopped_the_run]
     if tripped:
         row = tripped[0]
         if row.name == "hang":
-            return HealthVerdict(TRIPPED, f"stopped by the hang watchdog ({row.at}, exit code 4): resume from the last checkpoint", "bad")
-        return HealthVerdict(TRIPPED, f"stopped by the health check {row.name} ({row.at}, exit code 3): its checkpoint resumes", "bad")
-    if warned:
-        names = ", ".join(f"{row.name} ({row.at})" for row in warned)
-        return HealthVerdict(WARNED, f"warnings: {names}", "warn")
+            return HealthVerdict(STOPPED, f"stopped by the hang watchdog ({row.at}, exit code 4): resume from the last checkpoint", "bad")
+        return HealthVerdict(STOPPED, f"stopped by the health check {row.name} ({row.at}, exit code 3): its checkpoint resumes", "bad")
+    if warned or findings:
+        checks = ", ".join(f"{row.name} ({row.at})" for row in warned)
+        parts = [finding.text for finding in findings] + ([checks] if checks else [])
+        count = f"{len(findings)} thing{'s' if len(findings) != 1 else ''} wrong over the whole run (below)" if findings else ""
+        headline = "warnings: " + "; ".join(part for part in (count, f"checks that fired: {checks}" if checks else "") if part)
+        return HealthVerdict(WARNINGS, "warnings: " + "; ".join(parts), "warn", headline)
     checked = sum(row.status == "ok" for row in rows)
     if not checked:
-        return HealthVerdict("not checked", "no health check ran in this run", "muted")
-    return HealthVerdict("ok", f"healthy: {checked} checks ran, none fired", "ok")
+        return HealthVerdict(NOT_CHECKED, "no health check ran in this run", "muted")
+    return HealthVerdict(HEALTHY, f"healthy: {checked} checks ran and none fired; nothing was wrong over the whole run", "ok")
+
+
+def health_lines(verdict: HealthVerdict, rows: list[CheckRow], findings: Sequence[Finding]) -> list[str]:
+    """The end of a run on the console: the verdict, then one line per finding and per check that fired."""
+    if verdict.status != WARNINGS:
+        return [f"health: {verdict.text}"]
+    lines = [f"health: {WARNINGS}"]
+    lines += [f"  {finding.text}. Fix: {finding.fix}" for finding in findings]
+    lines += [f"  health check {row.name} {row.at}: {row.detail}" for row in rows if row.status in (WARNED, TRIPPED) and not row.stopped_the_run]
+    return lines

@@ -7,6 +7,7 @@
 | `grpokit_config.yaml` | the trainer | the resolved config, secrets masked |
 | `completions.jsonl` | the demo's held-out evaluation | `{"step", "prompt", "completion", "reward"}` |
 | `sample_completions.jsonl` | the trainer | the same shape, training completions |
+| `before_after_completions.jsonl` | the trainer | the same shape: the same prompts at step 0 and at the last step |
 | `summary.json` | the demo | `accuracy_before`, `accuracy_after`, `train_seconds`, ... |
 """
 
@@ -22,6 +23,7 @@ import yaml
 
 from grpokit.errors import ConfigError
 from grpokit.outputs.files import (
+    BEFORE_AFTER_FILE,
     CONFIG_FILE,
     HEALTH_FILE,
     HELDOUT_COMPLETIONS_FILE,
@@ -43,6 +45,7 @@ class RunRecord:
     summary: dict[str, Any] | None
     health_events: list[HealthEvent] = field(default_factory=list)
     eval_metrics: list[dict[str, Any]] = field(default_factory=list)  # the `eval_*` lines of metrics.jsonl
+    before_after: list[dict[str, Any]] = field(default_factory=list)  # the same prompts before and after training
 
     @property
     def name(self) -> str:
@@ -98,6 +101,7 @@ def load_run(output_dir: str | Path) -> RunRecord:
         summary=summary if isinstance(summary, dict) else None,
         health_events=read_health_events(output_dir / HEALTH_FILE),
         eval_metrics=evaluating,
+        before_after=read_jsonl(output_dir / BEFORE_AFTER_FILE),
     )
 
 

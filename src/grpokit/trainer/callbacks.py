@@ -1,4 +1,4 @@
-"""Callbacks that steer the training loop: the progress bar, and the graceful stop on SIGTERM / Ctrl-C.
+"""Callbacks that steer the training loop: the progress bar, the last step's log, and the graceful stop on SIGTERM / Ctrl-C.
 
 Both act on what every rank agrees on: the bar is drawn by the main process only, and the stop
 decision is all-reduced so every rank stops at the same step and checkpoints together.
@@ -7,6 +7,7 @@ decision is all-reduced so every rank stops at the same step and checkpoints tog
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -17,22 +18,44 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from grpokit.formatting import duration
+
 logger = logging.getLogger("grpokit.trainer")
 
 FORCED_EXIT_GRACE = 5.0  # after the timeout, seconds for the main thread to exit cleanly before the process ends
 DUPLICATE_SIGNAL_WINDOW = 1.0  # the same signal again this soon is one stop delivered twice, not a second request
 
 
+PROGRESS_LINE_SECONDS = 10.0  # without a terminal: at most one progress line per log this often (the last always)
+UNLOGGED_PROGRESS_SECONDS = 30.0  # and one at a step that is not logged when none came for this long
+
+
 class RichProgressCallback(TrainerCallback):
-    """A progress bar with the latest reward and loss, on the main process only."""
+    """The training progress with the latest reward and loss, on the main process only.
+
+    On a terminal, a rich progress bar. To a pipe or a file (a job's log), where a bar's carriage
+    returns are noise, one log line per training log instead, at most every `PROGRESS_LINE_SECONDS`:
+    `step 40/120 (33%), reward 0.412, loss 0.003, 12 s elapsed, about 24 s left`.
+    """
 
     def __init__(self, console=None) -> None:
         self.console = console
         self._progress = None
         self._task = None
+        self._lines = False  # one log line per log instead of a bar
+        self._started = 0.0
+        self._first_step = 0
+        self._last_line = -math.inf
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
+            return
+        from rich.console import Console
+
+        console = self.console or Console(stderr=True)
+        if not console.is_terminal:
+            self._lines, self._started, self._first_step = True, time.monotonic(), state.global_step
+            self._last_line = self._started
             return
         from rich.progress import (
             BarColumn,
@@ -51,7 +74,7 @@ class RichProgressCallback(TrainerCallback):
             TextColumn("eta"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[status]}"),
-            console=self.console,
+            console=console,
             transient=False,
         )
         self._progress.start()
@@ -60,19 +83,55 @@ class RichProgressCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self._progress is not None:
             self._progress.update(self._task, completed=state.global_step)
+        if self._lines and not control.should_log and time.monotonic() - self._last_line >= UNLOGGED_PROGRESS_SECONDS:
+            self._line(state, [])  # steps that are not logged (logging_steps > 1) still show the run moving
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self._progress is None or not logs:
+        if not logs or "train_runtime" in logs:
             return
         parts = [f"{key} {logs[key]:.3f}" for key in ("reward", "loss") if isinstance(logs.get(key), (int, float))]
-        if parts:
+        if self._lines and parts and (time.monotonic() - self._last_line >= PROGRESS_LINE_SECONDS or state.global_step >= state.max_steps):
+            self._line(state, parts)
+        if self._progress is not None and parts:
             self._progress.update(self._task, status=" ".join(parts))
+
+    def _line(self, state, parts: list[str]) -> None:
+        now = time.monotonic()
+        self._last_line = now
+        logger.info("%s", progress_line(state.global_step, state.max_steps, parts, now - self._started, self._first_step))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._progress is not None:
             self._progress.update(self._task, completed=state.global_step)
             self._progress.stop()
             self._progress = None
+
+
+def progress_line(step: int, total: int, parts: list[str], elapsed: float, first_step: int = 0) -> str:
+    """One line of training progress; the time left is projected from this run's steps so far.
+
+    >>> progress_line(40, 120, ["reward 0.412"], 12.0)
+    'step 40/120 (33%), reward 0.412, 12 s elapsed, about 24 s left'
+    """
+    done = step - first_step
+    left = elapsed / done * (total - step) if done > 0 and total > step else 0.0
+    share = f" ({step / total:.0%})" if total > 0 else ""
+    return ", ".join([f"step {step}/{total}{share}", *parts, f"{duration(elapsed)} elapsed", f"about {duration(left)} left"])
+
+
+class LastStepLogCallback(TrainerCallback):
+    """Log the run's last step, whatever `logging_steps` says, so every run that trained has its metrics.
+
+    transformers logs a step only when it is a multiple of `logging_steps`: a 6-step run with the AWS
+    sample's `logging_steps: 10` logged nothing (no metrics.jsonl, no report, no health figures). Place it
+    after the callbacks that stop training early (the graceful stop), so a stopped run's last step is
+    logged too.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        last = state.max_steps > 0 and state.global_step >= state.max_steps
+        if (last or control.should_training_stop) and str(args.logging_strategy).split(".")[-1].lower() != "no":
+            control.should_log = True
 
 
 class GracefulStopCallback(TrainerCallback):

@@ -1,7 +1,8 @@
 """Health checks during training: see a run going wrong, and stop it before it burns the night.
 
 Each check reads what TRL logs at every step and fires when its condition has held for `patience`
-logs in a row. Its `action` says what happens then:
+logs in a row; a patience the config does not set shrinks to a quarter of a short run's logs (at least
+3: `health_patience.scaled_patience`), so a 12-step run is still told. Its `action` says what happens then:
 
 - `warn`: one warning line and a `warned` event in `health.jsonl` (again only after the condition
   cleared and came back);
@@ -49,6 +50,7 @@ from grpokit.trainer.health_checks import (
     Transition,
     is_eval_log,
 )
+from grpokit.trainer.health_patience import logs_in_run
 from grpokit.trainer.watchdog import HangWatchdogCallback
 
 logger = logging.getLogger("grpokit.health")
@@ -80,6 +82,7 @@ class HealthCallback(TrainerCallback):
         self._nonfinite_gradients_at: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.monitor.fit_to_run(logs_in_run(state.max_steps, args.logging_strategy, args.logging_steps))
         if state.is_world_process_zero:
             from grpokit.outputs.metrics import truncate_jsonl_after
 

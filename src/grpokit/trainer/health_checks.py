@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grpokit.outputs.health_events import RECOVERED, TRIPPED, WARNED
+from grpokit.trainer.health_patience import scaled_patience
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,11 @@ class Check:
 
     name = ""
     reads_eval_logs = False
+    scales_with_the_run = True  # a default patience shrinks to fit a short run (`scaled_patience`)
 
     def __init__(self, options) -> None:
         self.options = options
+        self.patience_for_run: int | None = None  # set by `HealthMonitor.fit_to_run`
 
     @property
     def action(self) -> str:
@@ -71,6 +74,8 @@ class Check:
 
     @property
     def patience(self) -> int:
+        if self.patience_for_run is not None:
+            return self.patience_for_run
         return getattr(self.options, "patience", 1)
 
     def read(self, logs: dict[str, Any]) -> Reading | None:
@@ -85,6 +90,7 @@ class Check:
 
 class NonfiniteCheck(Check):
     name = "nonfinite"
+    scales_with_the_run = False  # fires at once
     KEYS = ("loss", "grad_norm")
     bad_key: str | None = None  # the log key (or "gradients") that held the non-finite value
 
@@ -256,6 +262,7 @@ class RewardHackingCheck(Check):
 
     name = "reward_hacking"
     reads_eval_logs = True
+    scales_with_the_run = False  # counts evaluations, not logs
 
     def __init__(self, options) -> None:
         super().__init__(options)
@@ -342,6 +349,13 @@ class HealthMonitor:
         check.bad_key = "gradients"
         transition = self._update(check, Reading(math.nan, True), {})
         return [transition] if transition is not None else []
+
+    def fit_to_run(self, logs: int | None) -> None:
+        """Shrink each default `patience` (one the config did not set) to fit a run of `logs` logs."""
+        for check in self.checks:
+            explicit = "patience" in getattr(check.options, "model_fields_set", set())
+            if check.scales_with_the_run and not explicit and hasattr(check.options, "patience"):
+                check.patience_for_run = scaled_patience(check.options.patience, logs)
 
     def statuses(self) -> dict[str, str]:
         """Each check that has read something: ok, warned or tripped."""

@@ -16,7 +16,6 @@ from pathlib import Path
 from grpokit.compat.trl_internals import load_checkpoint_weights
 from grpokit.config.loading import save_resolved_config
 from grpokit.config.schema import RunConfig
-from grpokit.config.trl_versions import difference_lines
 from grpokit.data.loading import LoadedData
 from grpokit.errors import ConfigError
 from grpokit.model.loading import (
@@ -27,16 +26,18 @@ from grpokit.model.loading import (
     model_context_length,
 )
 from grpokit.model.quantization import float32_adapters_on_cpu
+from grpokit.outputs.before_after import before_after_callback
 from grpokit.outputs.checkpoints import (
     CheckpointMarkerCallback,
     checkpoint_global_step,
     resume_checkpoint,
     set_aside_later_checkpoints,
 )
-from grpokit.outputs.files import METRICS_FILE, SAMPLE_COMPLETIONS_FILE
+from grpokit.outputs.files import BEFORE_AFTER_FILE, METRICS_FILE, SAMPLE_COMPLETIONS_FILE
 from grpokit.outputs.fs_faults import filesystem_faults
 from grpokit.outputs.hub import push_final_model
 from grpokit.outputs.metrics import MetricsJsonlCallback, SampleCompletionsCallback
+from grpokit.outputs.run_info import options_line, record_run_start
 from grpokit.outputs.run_lock import run_lock
 from grpokit.outputs.saving import save_final_model
 from grpokit.outputs.tracking import attach_tracking, log_final_model
@@ -44,7 +45,7 @@ from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
 from grpokit.rewards.failure_counts import FailureCountsAcrossRanks, summed_over_ranks
 from grpokit.rewards.reward_set import RewardSet
 from grpokit.rewards.spread import RewardSpreadCallback
-from grpokit.trainer.callbacks import GracefulStopCallback, RichProgressCallback
+from grpokit.trainer.callbacks import GracefulStopCallback, LastStepLogCallback, RichProgressCallback
 from grpokit.trainer.health import HealthTrip, attach_health, health_trip
 
 logger = logging.getLogger("grpokit.trainer")
@@ -116,6 +117,7 @@ def build_trainer(
             MetricsJsonlCallback(output_dir / METRICS_FILE, failure_counts=failure_counts),
             CheckpointMarkerCallback(),
             stop,
+            LastStepLogCallback(),  # after the graceful stop: a stopped run's last step is logged too
         ],
         **trainer_kwargs,
     )
@@ -133,6 +135,8 @@ def build_trainer(
             every=options.log_completions_every,
         )
     )
+    if options.log_completions_every > 0:  # the same prompts answered before and after training, for the report
+        trainer.add_callback(before_after_callback(trainer, reward_set, tokenizer, output_dir / BEFORE_AFTER_FILE))
     tracking = attach_tracking(trainer, config, data.train, stopped_by_signal=lambda: stop.stopped_early_by)
     stop.before_forced_exit.append(tracking.end_stopped_by_signal)  # a second signal or a stuck step: KILLED
     return trainer
@@ -169,9 +173,10 @@ def _train(config: RunConfig, *, console=None, extra_callbacks: list | None = No
     resumed_step = checkpoint_global_step(resume_from) if resume_from is not None else 0
     if trainer.is_world_process_zero():
         saved = save_resolved_config(config, output_dir)
-        logger.info("config: %s (resolved config in %s)", config.summary(), saved)
-        for line in difference_lines(config):  # one line a field where it differs from the installed TRL's defaults
-            logger.info("differs from TRL's defaults: %s", line)
+        logger.info("config: %s (resolved config: %s)", options_line(config), saved)
+        # run_info.json (versions, hardware) and trl_differences.txt; the log gets a compact block naming it
+        for line in record_run_start(config, output_dir, world_size=trainer.args.world_size):
+            logger.info("%s", line)
         set_aside_later_checkpoints(options.resolved_checkpoint_dir, after_step=resumed_step)
     trainer.accelerator.wait_for_everyone()
     started = time.perf_counter()

@@ -242,13 +242,15 @@ class MlflowTracker:
         from mlflow.data.huggingface_dataset import from_huggingface
         from mlflow.entities import DatasetInput, InputTag
 
-        with warnings.catch_warnings():  # MLflow's schema inference lectures about integer columns on every run
+        # MLflow's schema inference lectures about integer columns on every run; the schema is inferred
+        # when the entity is built, not when the dataset is wrapped, so both stay inside
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
             mlflow_dataset = from_huggingface(dataset, name=name, source=_dataset_source(source))
-        entity = DatasetInput(
-            dataset=mlflow_dataset_entity(mlflow_dataset),
-            tags=[InputTag(key="mlflow.data.context", value="train")],
-        )
+            entity = DatasetInput(
+                dataset=mlflow_dataset_entity(mlflow_dataset),
+                tags=[InputTag(key="mlflow.data.context", value="train")],
+            )
         self.client.log_inputs(self.run_id, datasets=[entity])
 
     def log_model(self, model_dir: Path, *, registered_name: str | None) -> None:
