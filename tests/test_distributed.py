@@ -167,7 +167,7 @@ def test_torch_presets_become_training_arguments_accelerate_accepts(name, tiny_c
     from accelerate.utils import FullyShardedDataParallelPlugin
 
     config = load_config(data={**tiny_config, "distributed": name, "bf16": False}, cuda_available=True)
-    args = config.to_grpo_config()
+    args = config.grpo_config
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
     if name == "ddp":
         assert not args.fsdp and args.fsdp_plugin_args is None
@@ -186,7 +186,7 @@ def test_keys_in_the_config_win_over_the_preset(tiny_config, fsdp_environment):
         "bf16": False,
         "gradient_checkpointing_kwargs": {"use_reentrant": True},
     }
-    args = load_config(data=data, cuda_available=True).to_grpo_config()
+    args = load_config(data=data, cuda_available=True).grpo_config
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": True} and args.fsdp
 
 
@@ -240,7 +240,7 @@ def test_fsdp_on_a_cpu_falls_back_to_ddp_with_a_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": "fsdp"}, cuda_available=False)
     assert config.options.distributed == "ddp"
     assert any("distributed: fsdp" in line for line in config.fallback_warnings)
-    assert not config.to_grpo_config().fsdp
+    assert not config.grpo_config.fsdp
 
 
 def test_several_cpu_processes_turn_use_cpu_on(tmp_path):

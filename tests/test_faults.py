@@ -244,7 +244,7 @@ def test_scale_rewards_as_trl_documents_it_is_accepted(value, resolved, workdir)
 
     config = load_config(write_config(workdir, base_config(workdir, scale_rewards=value)))
     assert config.trl_args["scale_rewards"] == resolved
-    assert config.to_grpo_config().scale_rewards == resolved
+    assert config.grpo_config.scale_rewards == resolved
 
 
 def test_validate_runs_a_trial_step_and_counts_the_steps_the_run_trains(workdir, kept):

@@ -39,7 +39,7 @@ def test_bf16_in_the_file_turns_bf16_on(tiny_config, tmp_path):
 
 def test_on_a_cpu_mixed_precision_falls_back_with_one_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": str(SAMPLE_ACCELERATE)}, cuda_available=False)
-    assert config.to_grpo_config().fp16 is False
+    assert config.grpo_config.fp16 is False
     assert any("sets mixed_precision: fp16, which needs a CUDA GPU" in line for line in config.fallback_warnings)
 
 
