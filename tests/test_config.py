@@ -212,9 +212,11 @@ def test_train_reads_the_file_and_its_distributed_file_once(tmp_path, tiny_confi
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     config_file = read_config(path, ["seed=3"])  # what `grpokit train` does in one process
     assert accelerate_launch_options(config_file, {"nnodes": None}) == (None, {"nnodes": None})
-    config = resolve_config(config_file)
+    placed = config_file.with_overrides([f"output_dir={tmp_path / 'model'}"])  # a SageMaker job's paths
+    config = resolve_config(placed)
     assert reads == ["config.yaml", "accelerate.yaml"]
     assert config.distributed is config_file.distributed_setup and config.grpo_config.seed == 3
+    assert config.options.output_dir == str(tmp_path / "model")
 
 
 def test_the_resolved_config_is_frozen_and_holds_trls_config(tmp_path, tiny_config):

@@ -193,10 +193,11 @@ def test_the_trainer_gets_the_loaded_grpo_config_and_the_run_callbacks_in_their_
     assert callbacks.tensorboard.logging_dir == str(Path(tiny_config["output_dir"]) / "tensorboard")
 
 
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_empty_folder(tiny_config, tmp_path):
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_empty_checkpoints_folder(tiny_config, tmp_path):
     rewards_file = tmp_path / "my_rewards.py"
     rewards_file.write_text("def broken(prompts, completions, **kwargs):\n    raise ValueError('boom')\n", encoding="utf-8")
     out = tmp_path / "fresh" / "run"
     with pytest.raises(RunError):
         run({**tiny_config, "output_dir": str(out), "rewards": [{"name": f"{rewards_file}:broken"}]})
-    assert not (out / "checkpoints").exists() and not (tmp_path / "fresh").exists()
+    assert not (out / "checkpoints").exists()  # created by the run (and by TRL's Trainer), left empty: removed
+    assert [path.name for path in out.iterdir()] == ["grpokit_config.yaml"]  # what the run wrote stays

@@ -137,7 +137,10 @@ class ConfigFile:
         """This config with more `KEY=VALUE` overrides applied (after the ones it has)."""
         if not overrides:
             return self
-        return ConfigFile(apply_overrides(dict(self.data), overrides), self.path, True, self.base_dir)
+        changed = ConfigFile(apply_overrides(dict(self.data), overrides), self.path, True, self.base_dir)
+        if "distributed_setup" in self.__dict__ and changed.data.get("distributed") == self.data.get("distributed"):
+            changed.__dict__["distributed_setup"] = self.distributed_setup  # its file was read already
+        return changed
 
     @functools.cached_property
     def distributed_setup(self) -> DistributedSetup | None:
