@@ -103,6 +103,46 @@ def test_no_import_cycle_in_the_package():
     assert cycles(import_graph()) == []
 
 
+def package_of(name: str) -> str:
+    """The top-level room a module belongs to: `grpokit.config.loading` -> `grpokit.config`; a root module is its own."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or MODULES[name].name == "__init__.py" else name
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph between rooms (packages under grpokit, and root modules), imports inside a room left out."""
+    rooms: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        rooms.setdefault(package_of(name), set()).update(package_of(target) for target in targets)
+    return {room: targets - {room} for room, targets in rooms.items()}
+
+
+def test_the_package_graph_groups_modules_into_rooms():
+    assert package_of("grpokit.config.loading") == "grpokit.config"
+    assert package_of("grpokit.trainer.dynamic_sampling.rounds") == "grpokit.trainer"
+    assert package_of("grpokit.errors") == "grpokit.errors"
+    graph = {"grpokit.a.x": {"grpokit.b.y"}, "grpokit.b.y": {"grpokit.a.z"}, "grpokit.a.z": set()}
+    assert cycles(package_graph(graph)) == [["grpokit.a", "grpokit.b"]]
+
+
+def test_no_import_cycle_between_packages():
+    # config -> data -> model -> rewards -> trainer -> outputs, with the commands and launchers on top:
+    # a stage never imports one that comes after it, so a cycle between packages is a layering break.
+    edges = {
+        f"{package_of(name)} -> {package_of(target)}: {name}"
+        for name in MODULES
+        for target, _, _ in imported_modules(name)
+        if package_of(name) != package_of(target)
+    }
+    broken = [
+        edge
+        for component in cycles(package_graph(import_graph()))
+        for edge in sorted(edges)
+        if edge.split(" -> ")[0] in component and edge.split(" -> ")[1].split(":")[0] in component
+    ]
+    assert broken == [], "the packages import each other; one of these imports must go"
+
+
 def test_a_module_inside_a_package_never_imports_its_own_package_init():
     # `from grpokit.config import X` inside grpokit.config.* would run config/__init__ half-way through.
     offenders = [

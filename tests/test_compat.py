@@ -130,7 +130,7 @@ def test_grpo_trainer_still_generates_and_scores_through_the_methods_dynamic_sam
 
     from trl import GRPOTrainer
 
-    from grpokit.trainer.generation_rounds import LEFT_PADDED, RECOUNTED, RIGHT_PADDED
+    from grpokit.trainer.dynamic_sampling.rounds import LEFT_PADDED, RECOUNTED, RIGHT_PADDED
 
     assert list(inspect.signature(GRPOTrainer._generate_and_score_completions).parameters) == ["self", "inputs"]
     assert "self._generate_and_score_completions(" in inspect.getsource(GRPOTrainer._prepare_inputs)
@@ -141,6 +141,43 @@ def test_grpo_trainer_still_generates_and_scores_through_the_methods_dynamic_sam
     unknown = returned - set(LEFT_PADDED) - set(RIGHT_PADDED) - set(RECOUNTED) - MULTIMODAL_OUTPUTS
     assert {"prompt_ids", "completion_mask", "advantages", "num_items_in_batch"} <= returned
     assert unknown == set(), f"GRPOTrainer returns tensors dynamic sampling cannot join: {unknown}"
+
+
+class _ScoresOnce:
+    """Stands in for GRPOTrainer: its generate-and-score step computes the rewards once, on the way."""
+
+    model = type("Model", (), {"training": True})()
+    reward_calls = 1
+
+    def _calculate_rewards(self, rows):
+        return [float(len(row)) for row in rows]
+
+    def _generate_and_score_completions(self, rows):
+        for _ in range(self.reward_calls):
+            self._calculate_rewards(rows)
+        return {"rows": rows}
+
+
+class _OneRound(trl_internals.GenerationRoundHooks, _ScoresOnce):
+    def informative_generation_batch(self, inputs, generate_round):
+        return generate_round(inputs)
+
+
+def test_a_generation_round_returns_its_batch_and_its_rewards_together():
+    assert "informative_generation_batch" in vars(trl_internals.GenerationRoundHooks), "the base declares the hook"
+    generated = _OneRound()._generate_and_score_completions(["a", "bb"])
+    assert generated == trl_internals.GenerationRound(batch={"rows": ["a", "bb"]}, rewards=[1.0, 2.0])
+
+
+def test_a_round_scored_another_way_than_trl_1_16_is_one_clear_error():
+    from grpokit.errors import RunError
+
+    unscored = _OneRound()
+    unscored.reward_calls = 0
+    with pytest.raises(RunError, match="0 reward computations"):
+        unscored._generate_and_score_completions(["a"])
+    with pytest.raises(NotImplementedError, match="informative_generation_batch"):
+        type("NoHook", (trl_internals.GenerationRoundHooks, _ScoresOnce), {})()._generate_and_score_completions(["a"])
 
 
 def test_calculate_rewards_returns_one_row_per_completion_and_one_column_per_reward(tiny_trainer):

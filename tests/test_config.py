@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpokit.config import check_batch_arithmetic, load_config, save_resolved_config
+from grpokit.config import check_batch_arithmetic, load_config
 from grpokit.errors import ConfigError
+from grpokit.outputs.saving import save_resolved_config
 from grpokit.secrets import mask_secrets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -27,7 +28,7 @@ def test_precedence_defaults_then_file_then_set(tmp_path, tiny_config):
     assert config.options.lora_r == 2
     assert config.trl_args["learning_rate"] == pytest.approx(3e-5)
     assert config.options.lora_alpha == 16  # untouched default
-    assert config.to_grpo_config().learning_rate == pytest.approx(3e-5)
+    assert config.grpo_config.learning_rate == pytest.approx(3e-5)
 
 
 def test_set_reaches_nested_sections(tmp_path, tiny_config):
@@ -90,7 +91,7 @@ def test_aws_sample_args_yaml_is_accepted_unchanged_on_cpu():
     assert (options.lora_r, options.lora_alpha, options.lora_dropout) == (8, 16, 0.1)
     assert options.merge_weights is True
     assert options.resolved_checkpoint_dir == "/opt/ml/checkpoints"
-    grpo = config.to_grpo_config()
+    grpo = config.grpo_config
     assert grpo.temperature == pytest.approx(0.2) and grpo.top_p == pytest.approx(0.9)
     assert grpo.output_dir == "/opt/ml/checkpoints"
     assert grpo.bf16 is False
@@ -113,7 +114,7 @@ def test_cpu_fallbacks_one_warning_each(tmp_path, tiny_config):
     assert any(w.startswith("use_vllm") for w in warnings)
     assert config.options.attn_implementation == "sdpa"
     assert config.options.load_in_4bit is True, "QLoRA runs on the CPU through bitsandbytes (tests/test_qlora.py)"
-    grpo = config.to_grpo_config()
+    grpo = config.grpo_config
     assert grpo.bf16 is False and grpo.use_vllm is False
 
 
@@ -167,7 +168,7 @@ def test_mask_secrets_covers_auth_headers_and_url_passwords():
 
 def test_hub_token_never_reaches_grpo_config(tmp_path, tiny_config):
     config = load_config(write_config(tmp_path, {**tiny_config, "hub_token": "hf_SECRET"}))
-    assert config.to_grpo_config().hub_token is None  # transformers pickles GRPOConfig into every checkpoint
+    assert config.grpo_config.hub_token is None  # transformers pickles GRPOConfig into every checkpoint
 
 
 @pytest.mark.parametrize(
@@ -192,3 +193,55 @@ def test_sagemaker_section_is_checked_when_the_config_loads(tmp_path, tiny_confi
     assert "did you mean 'sagemaker.instance_type'?" in message
     good = load_config(write_config(tmp_path, {**tiny_config, "sagemaker": {"instance_type": "ml.g6e.2xlarge", "spot": True}}))
     assert good.options.sagemaker.instance_type == "ml.g6e.2xlarge" and good.options.sagemaker.spot is True
+
+
+# ----------------------------------------------------------------------------- one resolved config per process
+
+
+def test_train_reads_the_file_and_its_distributed_file_once(tmp_path, tiny_config, monkeypatch):
+    from grpokit.cli.migration import accelerate_launch_options
+    from grpokit.config import distributed, loading, read_config, resolve_config
+
+    (tmp_path / "accelerate.yaml").write_text("distributed_type: MULTI_CPU\nnum_processes: 1\nmixed_precision: 'no'\n")
+    path = write_config(tmp_path, {**tiny_config, "distributed": "accelerate.yaml"})
+    reads: list[str] = []
+    read_yaml, read_mapping = loading.read_yaml_file, distributed._read_mapping
+    monkeypatch.setattr(loading, "read_yaml_file", lambda p: reads.append(Path(p).name) or read_yaml(p))
+    monkeypatch.setattr(distributed, "_read_mapping", lambda p, s: reads.append(Path(p).name) or read_mapping(p, s))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    config_file = read_config(path, ["seed=3"])  # what `grpokit train` does in one process
+    assert accelerate_launch_options(config_file, {"nnodes": None}) == (None, {"nnodes": None})
+    placed = config_file.with_overrides([f"output_dir={tmp_path / 'model'}"])  # a SageMaker job's paths
+    config = resolve_config(placed)
+    assert reads == ["config.yaml", "accelerate.yaml"]
+    assert config.distributed is config_file.distributed_setup and config.grpo_config.seed == 3
+    assert config.options.output_dir == str(tmp_path / "model")
+
+
+def test_the_resolved_config_is_frozen_and_holds_trls_config(tmp_path, tiny_config):
+    import dataclasses
+
+    config = load_config(data={**tiny_config, "rewards": [{"name": "length", "weight": 0.5}, "format"]})
+    with pytest.raises(TypeError):
+        config.trl_args["learning_rate"] = 1.0  # read-only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.grpo_config = None
+    assert config.grpo_config.reward_weights == [0.5, 1.0]  # given before TRL's checks ran, not assigned after
+    assert [spec.name for spec in config.reward_specs] == ["length", "format"]
+    assert load_config(data=tiny_config, world_size=2).grpo_config is None  # a launcher's check builds none
+
+
+def test_reward_weights_in_the_file_is_refused_at_load(tiny_config):
+    with pytest.raises(ConfigError, match="reward_weights is set") as error:
+        load_config(data={**tiny_config, "reward_weights": [1.0, 2.0]})
+    assert "weight: in rewards:" in error.value.message
+
+
+def test_typed_accessors_for_the_trl_fields_grpokit_acts_on(tiny_config):
+    config = load_config(
+        data={**tiny_config, "push_to_hub": True, "hub_model_id": "me/m", "hub_token": "hf_x", "report_to": ["none", "tensorboard"]}
+    )
+    assert (config.hub.push, config.hub.model_id, config.hub.token) == (True, "me/m", "hf_x")
+    assert config.report_to == ("tensorboard",) and config.run_name is None
+    assert load_config(data={**tiny_config, "run_name": "r1"}).run_name == "r1"

@@ -25,7 +25,7 @@ def test_examples_demo_yaml_is_the_demo_config_and_loads():
     assert read_yaml_file(DEMO_YAML) == DEMO_SETTINGS
     config = load_config(DEMO_YAML)
     assert config.options.model_id == "builtin:tiny" and not config.options.use_lora
-    assert config.to_grpo_config().learning_rate == 1e-4
+    assert config.grpo_config.learning_rate == 1e-4
 
 
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def current_gpu_for_fsdp(monkeypatch):
 
 
 def test_the_ddp_preset_sets_no_sharding(tiny_config):
-    args = load_config(data={**tiny_config, "distributed": "ddp", "bf16": False}, cuda_available=True).to_grpo_config()
+    args = load_config(data={**tiny_config, "distributed": "ddp", "bf16": False}, cuda_available=True).grpo_config
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
     assert not args.fsdp and args.fsdp_plugin_args is None and not args.deepspeed
 
@@ -196,7 +196,7 @@ def test_fsdp_presets_reach_accelerate_as_shipped(name, tiny_config, fsdp_enviro
     monkeypatch.setenv("FSDP_STATE_DICT_TYPE", "SHARDED_STATE_DICT")
     monkeypatch.setenv("FSDP_AUTO_WRAP_POLICY", "NO_WRAP")
     shipped = yaml.safe_load(preset_path(name).read_text())
-    args = load_config(data={**tiny_config, "distributed": name, "bf16": False}, cuda_available=True).to_grpo_config()
+    args = load_config(data={**tiny_config, "distributed": name, "bf16": False}, cuda_available=True).grpo_config
     assert args.fsdp and args.gradient_checkpointing_kwargs == shipped["gradient_checkpointing_kwargs"]
     assert {key: args.fsdp_config[key] for key in shipped["fsdp_config"]} == shipped["fsdp_config"], "every key as shipped"
 
@@ -227,7 +227,7 @@ def test_keys_in_the_config_win_over_the_preset(tiny_config, fsdp_environment):
         "bf16": False,
         "gradient_checkpointing_kwargs": {"use_reentrant": True},
     }
-    args = load_config(data=data, cuda_available=True).to_grpo_config()
+    args = load_config(data=data, cuda_available=True).grpo_config
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": True} and args.fsdp
 
 
@@ -251,7 +251,7 @@ def test_deepspeed_presets_as_shipped_are_completed_by_transformers(name, stage,
         skip_unless_in_ci("deepspeed is not installed (pip install deepspeed)")
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path("builtin:tiny"))  # before ZeRO-3 is switched on
     data = {**tiny_config, "distributed": name, "bf16": False, "gradient_accumulation_steps": 2}
-    args = load_config(data=data, cuda_available=True).to_grpo_config()
+    args = load_config(data=data, cuda_available=True).grpo_config
     request.addfinalizer(unset_hf_deepspeed_config)  # later tests load models without ZeRO-3's partitioning
     assert args.deepspeed == str(preset_path(name)), "the shipped file itself"
     deepspeed_config = args.hf_deepspeed_config  # transformers read the file and filled in the Trainer's values
@@ -296,7 +296,7 @@ def test_fsdp_on_a_cpu_falls_back_to_ddp_with_a_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": "fsdp"}, cuda_available=False)
     assert config.options.distributed == "ddp"
     assert any("distributed: fsdp" in line for line in config.fallback_warnings)
-    assert not config.to_grpo_config().fsdp
+    assert not config.grpo_config.fsdp
 
 
 def test_several_cpu_processes_turn_use_cpu_on(tmp_path):

@@ -18,14 +18,15 @@ import pytest
 import torch
 import yaml
 
+from grpokit.compat.trl_internals import GenerationRound
 from grpokit.config.dynamic_sampling import DynamicSamplingOptions
 from grpokit.rewards.groups import (
     group_spreads,
     weighted_totals,
+    zero_spread_fraction,
     zero_spread_mask,
     zero_spread_mask_per_reward,
 )
-from grpokit.rewards.spread import zero_spread_fraction
 
 PAD = 99
 
@@ -116,7 +117,7 @@ def test_options_take_a_bare_switch_and_check_rounds():
 
 
 def test_the_batch_keeps_exactly_the_informative_groups_of_a_hand_made_round():
-    from grpokit.trainer.generation_rounds import BatchRounds
+    from grpokit.trainer.dynamic_sampling.rounds import BatchRounds
 
     rounds = BatchRounds(group_size=2, world_size=1, process_index=0, target_rows=8)
     # rewards per row: groups (0,1) all 1, (2,3) differ, (4,5) all 0, (6,7) differ
@@ -142,7 +143,7 @@ def test_the_batch_keeps_exactly_the_informative_groups_of_a_hand_made_round():
 
 
 def test_when_rounds_run_out_zero_spread_rows_fill_the_batch_after_the_informative_ones():
-    from grpokit.trainer.generation_rounds import BatchRounds
+    from grpokit.trainer.dynamic_sampling.rounds import BatchRounds
 
     rounds = BatchRounds(group_size=2, world_size=1, process_index=0, target_rows=8)
     rounds.add(hand_made_round(list(range(8)), 2, 3), [True, False, True, False])
@@ -152,7 +153,7 @@ def test_when_rounds_run_out_zero_spread_rows_fill_the_batch_after_the_informati
 
 
 def test_two_processes_keep_the_same_groups_when_groups_span_processes():
-    from grpokit.trainer.generation_rounds import BatchRounds
+    from grpokit.trainer.dynamic_sampling.rounds import BatchRounds
 
     # 2 processes x 4 rows, groups of 2: process 0 holds groups 0-1, process 1 groups 2-3
     per_process = [BatchRounds(group_size=2, world_size=2, process_index=p, target_rows=4) for p in (0, 1)]
@@ -174,7 +175,7 @@ def test_two_processes_keep_the_same_groups_when_groups_span_processes():
 
 def test_an_image_output_is_refused_with_a_clear_error():
     from grpokit.errors import RunError
-    from grpokit.trainer.generation_rounds import BatchRounds
+    from grpokit.trainer.dynamic_sampling.rounds import BatchRounds
 
     rounds = BatchRounds(group_size=2, world_size=1, process_index=0, target_rows=2)
     rounds.add({**hand_made_round([0, 1], 2, 3), "pixel_values": torch.zeros(2, 3)}, [False])
@@ -193,7 +194,7 @@ def sampling_trainer(tmp_path_factory):
     from trl import GRPOConfig
 
     from grpokit.model.builtin import resolve_model_path
-    from grpokit.trainer.dynamic_sampling import DynamicSamplingGRPOTrainer
+    from grpokit.trainer.dynamic_sampling.trainer import DynamicSamplingGRPOTrainer
 
     class CaptureLogs(TrainerCallback):
         def __init__(self) -> None:
@@ -231,8 +232,8 @@ def test_the_trainer_drops_the_zero_spread_groups_and_draws_replacements(samplin
     def generate(rows):
         calls.append(rows)
         start = 100 * (len(calls) - 1)
-        trainer.last_round_rewards = torch.tensor(round_rewards[len(calls) - 1])[:, None]  # what TRL's scoring leaves
-        return hand_made_round(list(range(start, start + len(rows))), 2, 3)
+        rewards = torch.tensor(round_rewards[len(calls) - 1])[:, None]  # what TRL's scoring computes
+        return GenerationRound(hand_made_round(list(range(start, start + len(rows))), 2, 3), rewards)
 
     trainer.model.train()
     batch = trainer.informative_generation_batch([{"prompt": "a"}] * 4, generate)
@@ -254,8 +255,8 @@ def test_the_trainer_drops_the_zero_spread_groups_and_draws_replacements(samplin
 
 
 def test_figures_are_per_optimizer_step_since_the_batches_logged_also_after_a_resume():
-    from grpokit.trainer.dynamic_sampling import StepStatistics
-    from grpokit.trainer.generation_rounds import RoundsSummary
+    from grpokit.trainer.dynamic_sampling.rounds import RoundsSummary
+    from grpokit.trainer.dynamic_sampling.trainer import StepStatistics
 
     statistics = StepStatistics()
     for step in range(50, 60):  # a run resumed at step 50, logging every 10 steps
@@ -268,7 +269,7 @@ def test_figures_are_per_optimizer_step_since_the_batches_logged_also_after_a_re
 
 
 def test_refill_prompts_are_reproducible_and_distinct():
-    from grpokit.trainer.dynamic_sampling import refill_prompt_indices
+    from grpokit.trainer.dynamic_sampling.trainer import refill_prompt_indices
 
     draw = {"seed": 0, "step": 3, "batch": 0, "round_index": 1}
     first = refill_prompt_indices(50, 10, **draw)
@@ -281,7 +282,7 @@ def test_an_image_dataset_is_refused_at_build_time():
     import datasets
 
     from grpokit.errors import ConfigError
-    from grpokit.trainer.dynamic_sampling import _check_dataset
+    from grpokit.trainer.dynamic_sampling.trainer import _check_dataset
 
     with pytest.raises(ConfigError, match="image"):
         _check_dataset(datasets.Dataset.from_dict({"prompt": ["a"], "image": [None]}))

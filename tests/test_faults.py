@@ -246,7 +246,7 @@ def test_scale_rewards_as_trl_documents_it_is_accepted(value, resolved, workdir)
 
     config = load_config(write_config(workdir, base_config(workdir, scale_rewards=value)))
     assert config.trl_args["scale_rewards"] == resolved
-    assert config.to_grpo_config().scale_rewards == resolved
+    assert config.grpo_config.scale_rewards == resolved
 
 
 @pytest.mark.slow

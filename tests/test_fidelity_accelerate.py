@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from grpokit.cli.migration import accelerate_launch_options
-from grpokit.config import load_config
+from grpokit.config import load_config, read_config
 from grpokit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_bf16_in_the_file_turns_bf16_on(tiny_config, tmp_path):
 
 def test_on_a_cpu_mixed_precision_falls_back_with_one_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": str(SAMPLE_ACCELERATE)}, cuda_available=False)
-    assert config.to_grpo_config().fp16 is False
+    assert config.grpo_config.fp16 is False
     assert any("sets mixed_precision: fp16, which needs a CUDA GPU" in line for line in config.fallback_warnings)
 
 
@@ -74,15 +74,15 @@ def test_the_files_process_count_is_what_grpokit_train_starts(tmp_path, tiny_con
         monkeypatch.delenv(name, raising=False)
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump({**tiny_config, "distributed": str(SAMPLE_ACCELERATE)}))
-    assert accelerate_launch_options(config_path, [], NO_RENDEZVOUS) == (8, NO_RENDEZVOUS)
+    assert accelerate_launch_options(read_config(config_path), NO_RENDEZVOUS) == (8, NO_RENDEZVOUS)
     two_machines = accelerate_file(tmp_path, num_machines=2, num_processes=16, machine_rank=1, main_process_ip="10.0.0.1")
     config_path.write_text(yaml.safe_dump({**tiny_config, "distributed": str(two_machines)}))
-    nproc, rendezvous = accelerate_launch_options(config_path, [], NO_RENDEZVOUS)
+    nproc, rendezvous = accelerate_launch_options(read_config(config_path), NO_RENDEZVOUS)
     assert nproc == 8 and rendezvous == {"nnodes": 2, "node_rank": 1, "master_addr": "10.0.0.1", "master_port": None}
     given = {**NO_RENDEZVOUS, "node_rank": 0}
-    assert accelerate_launch_options(config_path, [], given)[1]["node_rank"] == 0  # the command line wins
+    assert accelerate_launch_options(read_config(config_path), given)[1]["node_rank"] == 0  # the command line wins
     monkeypatch.setenv("LOCAL_RANK", "0")  # already started by a launcher: no second launch
-    assert accelerate_launch_options(config_path, [], NO_RENDEZVOUS) == (None, NO_RENDEZVOUS)
+    assert accelerate_launch_options(read_config(config_path), NO_RENDEZVOUS) == (None, NO_RENDEZVOUS)
 
 
 def test_a_launcher_count_other_than_the_files_is_used_with_a_warning(tiny_config):

@@ -83,7 +83,7 @@ def test_the_converted_sample_resolves_to_trl_0_17_0_values_and_the_samples_mode
     assert options.merge_weights and options.trust_remote_code is False
     assert options.wandb_project is None  # the sample's W&B was off: its wandb_token is empty
     assert [spec.name for spec in options.rewards] == ["rouge_l", "length", "format"]
-    on_cpu = load_config(written, cuda_available=False).to_grpo_config()
+    on_cpu = load_config(written, cuda_available=False).grpo_config
     assert (on_cpu.beta, on_cpu.loss_type, on_cpu.temperature, on_cpu.top_p) == (0.04, "bnpo", 0.2, 1.0)
 
 

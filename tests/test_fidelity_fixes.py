@@ -127,7 +127,7 @@ def fake_hub(monkeypatch):
 @pytest.mark.slow
 def test_push_to_hub_with_merge_weights_pushes_the_merged_model_once(tiny_config, fake_hub):
     config = load_config(data={**tiny_config, "merge_weights": True, "push_to_hub": True, "hub_model_id": "me/model"})
-    assert config.to_grpo_config().push_to_hub is False  # transformers never pushes a checkpoint's adapter
+    assert config.grpo_config.push_to_hub is False  # transformers never pushes a checkpoint's adapter
     train(config)
     out = Path(tiny_config["output_dir"])
     assert fake_hub.files["model.safetensors"] == (out / "model.safetensors").read_bytes()
@@ -193,7 +193,7 @@ def test_a_sagemaker_job_keeps_a_wandb_token_alone_tracking(tmp_path):
 
 def test_tf32_on_a_cpu_falls_back_like_bf16(tiny_config):
     config = load_config(data={**tiny_config, "tf32": True}, cuda_available=False)
-    assert config.to_grpo_config().tf32 is None
+    assert config.grpo_config.tf32 is None
     assert "tf32: true needs an Ampere or newer CUDA GPU and none was found; using full float32 matmuls" in config.fallback_warnings
 
 

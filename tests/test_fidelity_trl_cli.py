@@ -228,5 +228,5 @@ def test_convert_writes_the_accelerate_variant_explicitly(tmp_path, saved_datase
     assert (output.parent / converted["distributed"]).resolve() == accelerate_file.resolve()
     assert "grpo_advanced.py scored with the reward model alone" in result.output
     config = load_config(output, cuda_available=False)
-    assert config.to_grpo_config().beta == 0.04 and config.to_grpo_config().loss_type == "bnpo"  # TRL 0.16.1
+    assert config.grpo_config.beta == 0.04 and config.grpo_config.loss_type == "bnpo"  # TRL 0.16.1
     assert build_reward_set(config).names == ["reward_model"]

@@ -113,7 +113,7 @@ def test_the_generator_reads_defaults_from_the_class_body_and_its_trl_bases(tmp_
 def test_trl_defaults_gives_unset_fields_the_old_releases_defaults(tiny_config):
     tiny_config.pop("max_completion_length")
     config = load_config(data={**tiny_config, "trl_defaults": "0.17.0"})
-    grpo = config.to_grpo_config()
+    grpo = config.grpo_config
     assert (grpo.beta, grpo.loss_type, grpo.max_completion_length, grpo.temperature) == (0.04, "bnpo", 256, 0.9)
     assert grpo.scale_rewards == "group"  # 0.17's True, spelled as today's TRL spells it
     assert grpo.top_k == 50
@@ -125,7 +125,7 @@ def test_trl_defaults_gives_unset_fields_the_old_releases_defaults(tiny_config):
 def test_a_field_the_file_sets_wins_over_the_pinned_default(tiny_config):
     config = load_config(data={**tiny_config, "trl_defaults": "0.17", "beta": 0.0, "max_prompt_length": 64})
     assert config.options.trl_defaults == "0.17.0"  # major.minor: the newest patch shipped
-    assert config.to_grpo_config().beta == 0.0
+    assert config.grpo_config.beta == 0.0
     assert config.options.max_prompt_length == 64
     assert config.options.truncate_prompts is True  # max_prompt_length meant "cut prompts" in TRL 0.17
     plain = load_config(data={**tiny_config, "max_prompt_length": 64})
@@ -133,8 +133,8 @@ def test_a_field_the_file_sets_wins_over_the_pinned_default(tiny_config):
 
 
 def test_pinning_the_installed_version_changes_nothing(tiny_config):
-    plain = load_config(data=tiny_config).to_grpo_config().to_dict()
-    pinned = load_config(data={**tiny_config, "trl_defaults": TRL_VERSION}).to_grpo_config().to_dict()
+    plain = load_config(data=tiny_config).grpo_config.to_dict()
+    pinned = load_config(data={**tiny_config, "trl_defaults": TRL_VERSION}).grpo_config.to_dict()
     assert pinned == plain
 
 

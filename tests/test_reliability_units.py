@@ -20,9 +20,9 @@ from grpokit.outputs.checkpoint_checks import checkpoint_problem, manifest
 from grpokit.outputs.checkpoints import last_complete_checkpoint, resume_checkpoint, write_complete_marker
 from grpokit.outputs.fs_faults import FilesystemError, check_writable_directory, filesystem_fault
 from grpokit.outputs.run_lock import HELD_BY_LAUNCHER_ENV, RunLockedError, acquire_run_lock, run_lock
-from grpokit.rewards.failure_counts import FailureCountsAcrossRanks, summed_over_ranks
 from grpokit.rewards.http import split_url_credentials
 from grpokit.secrets import mask_text, remember_secrets_in
+from grpokit.trainer.reward_callbacks import FailureCountsAcrossRanks, summed_over_ranks
 
 
 class CharTokenizer:
@@ -288,3 +288,19 @@ def test_failure_counts_in_one_process_are_the_local_counts():
     counts["a"] = 5
     callback.on_log(None, None, None)
     assert callback() == {"a": 5, "b": 0}
+
+
+def test_folders_a_failed_run_created_and_left_empty_are_removed(tmp_path):
+    from grpokit.outputs.fs_faults import filesystem_faults
+
+    out = tmp_path / "new" / "out"
+    with pytest.raises(ValueError), filesystem_faults(out, out / "checkpoints"):
+        assert (out / "checkpoints").is_dir()
+        raise ValueError("the run failed before writing anything")
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(ValueError), filesystem_faults(existing, existing / "checkpoints"):
+        (existing / "metrics.jsonl").write_text("{}\n")
+        raise ValueError("failed after a first record")
+    assert (existing / "metrics.jsonl").is_file() and not (existing / "checkpoints").exists()

@@ -15,7 +15,7 @@ from grpokit.cli import app
 from grpokit.commands.rewards import debug_rewards, read_completions_file
 from grpokit.config import load_config
 from grpokit.errors import ConfigError, DataError
-from grpokit.rewards.spread import RewardSpreadCallback
+from grpokit.trainer.reward_callbacks import RewardSpreadCallback
 
 
 @pytest.fixture

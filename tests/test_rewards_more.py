@@ -20,7 +20,7 @@ from grpokit.rewards import match as match_module
 from grpokit.rewards import math_equivalence as math_module
 from grpokit.rewards import penalties as penalties_module
 from grpokit.rewards import regex as regex_module
-from grpokit.rewards.spread import zero_spread_fraction
+from grpokit.rewards.groups import zero_spread_fraction
 
 
 def chat(text: str) -> list[dict]:

@@ -537,3 +537,19 @@ def test_example_config_is_valid_and_plans_a_qlora_job():
         (REPO / "examples" / "sagemaker" / "data" / "train.jsonl").read_text().splitlines()[0]
     )
     assert first_row["prompt"][0]["role"] == "user" and "answer" in first_row
+
+
+def test_every_setting_is_a_flag_with_its_default_written_once():
+    from grpokit.cli.launch import _flag_name
+    from grpokit.config.sagemaker import SageMakerSettings
+
+    result = CliRunner().invoke(app, ["launch", "sagemaker", "--help"])
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.replace("│", " ").split())  # the panels' lines joined
+    docs = (REPO / "docs" / "sagemaker.md").read_text(encoding="utf-8")
+    for name, info in SageMakerSettings.model_fields.items():
+        flag = f"--{_flag_name(name, info)}"
+        assert flag in help_text, flag
+        assert f"| `{name}` | `{flag}" in docs, f"docs/sagemaker.md's settings table should list {name} as {flag}"
+        if info.default is not None and not isinstance(info.default, bool) and info.default_factory is None:
+            assert f"(default: {info.default})" in help_text, name

@@ -177,3 +177,40 @@ def test_no_secret_in_any_checkpoint_file(tiny_config, monkeypatch):
         content = path.read_bytes()
         for secret in (b"hf_ENV_SECRET_from_the_environment", b"hf_SECRET_HUB", b"hf_SECRET_TOKEN"):
             assert secret not in content, (path, secret)
+
+
+
+def test_the_trainer_gets_the_loaded_grpo_config_and_the_run_callbacks_in_their_order(tiny_config):
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import DefaultFlowCallback
+
+    from grpokit.model.loading import load_tokenizer
+    from grpokit.pipeline import build_reward_set, load_run_data
+    from grpokit.trainer.recipe import build_trainer
+
+    config = load_config(data={**tiny_config, "report_to": "tensorboard"})
+    reward_set = build_reward_set(config)
+    extra = TrainerCallback()
+    trainer, callbacks = build_trainer(
+        config, load_run_data(config, reward_set), reward_set, load_tokenizer(config.options), extra_callbacks=[extra]
+    )
+    assert trainer.args is config.grpo_config, "TRL's config is built once, at load"
+    assert trainer.args.reward_weights == [1.0, 1.0]
+    ours = list(callbacks.in_run_order())
+    assert ours[0] is extra and ours[1] is callbacks.reward_spread and ours[-1] is callbacks.tracking
+    assert ours.index(callbacks.health) < ours.index(callbacks.tensorboard) < ours.index(callbacks.metrics)
+    assert ours.index(callbacks.stop) < ours.index(callbacks.watchdog)
+    handler = trainer.callback_handler.callbacks
+    assert handler[-len(ours) :] == ours  # after transformers' own flow control, in run order
+    assert [type(callback) for callback in handler[: -len(ours)]] == [DefaultFlowCallback]  # its bar, printer, trackers replaced
+    assert callbacks.tensorboard.logging_dir == str(Path(tiny_config["output_dir"]) / "tensorboard")
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_empty_checkpoints_folder(tiny_config, tmp_path):
+    rewards_file = tmp_path / "my_rewards.py"
+    rewards_file.write_text("def broken(prompts, completions, **kwargs):\n    raise ValueError('boom')\n", encoding="utf-8")
+    out = tmp_path / "fresh" / "run"
+    with pytest.raises(RunError):
+        run({**tiny_config, "output_dir": str(out), "rewards": [{"name": f"{rewards_file}:broken"}]})
+    assert not (out / "checkpoints").exists()  # created by the run (and by TRL's Trainer), left empty: removed
+    assert [path.name for path in out.iterdir()] == ["grpokit_config.yaml"]  # what the run wrote stays

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 from grpokit.config.schema import RunConfig
-from grpokit.config.trl_fields import trl_defaults
 from grpokit.data.hub import load_hub_datasets, load_hub_split
 from grpokit.data.loading import LoadedData, load_datasets
 from grpokit.data.prompt_lengths import bound_prompt_lengths, prompt_token_limit
@@ -18,30 +17,16 @@ from grpokit.data.prompts import prepare_dataset
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
 from grpokit.model.generation import GenerationSettings
-from grpokit.rewards.reward_set import RewardSet, RewardSpec, build_rewards, default_reward_specs
+from grpokit.rewards.reward_set import RewardSet, build_rewards
 
 
 def build_reward_set(config: RunConfig) -> RewardSet:
-    """The config's `rewards:` (default: rouge_l, length, format), and `reward_model_name_or_path`.
-
-    `reward_model_name_or_path` without a `rewards:` list scores with the reward model alone, as the
-    AWS sample's accelerate variant (`grpo_advanced.py`) and `trl grpo` do; with a list, it is added
-    to it.
+    """The reward functions of the config's resolved rewards (`RunConfig.reward_specs`), in order.
 
     Raises:
-        ConfigError: `rewards:` is an empty list.
         RewardConfigError: a reward is unknown or badly parameterised.
     """
-    options = config.options
-    if options.rewards is None and options.reward_model_name_or_path:  # the reward model alone
-        specs = []
-    else:
-        specs = options.rewards if options.rewards is not None else default_reward_specs()
-        if not specs:
-            raise ConfigError("rewards: is an empty list", where=config.source, fix="list at least one reward, or remove the key")
-    if options.reward_model_name_or_path:
-        specs = [*specs, RewardSpec(name="reward_model", model_name_or_path=options.reward_model_name_or_path)]
-    return build_rewards(specs, base_dir=config.base_dir)
+    return build_rewards(config.reward_specs, base_dir=config.base_dir)
 
 
 def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
@@ -89,7 +74,7 @@ def generation_settings(config: RunConfig, *, num_samples: int, batch_size: int 
     """
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
-    args = config.to_grpo_config()
+    args = config.grpo_config
     return GenerationSettings(
         max_new_tokens=args.max_completion_length,
         num_samples=num_samples,
@@ -111,10 +96,10 @@ def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_c
     Raises:
         DataError: prompts over the limit (how many, the longest row), or no room left for a prompt.
     """
-    trl_value = {**trl_defaults(), **config.trl_args}.get
+    args = config.grpo_config
     limit = prompt_token_limit(
         config.options.max_prompt_length,
-        max_completion_length=trl_value("max_completion_length"),
+        max_completion_length=args.max_completion_length,
         model_context=model_context,
         source=config.source,
     )
@@ -129,7 +114,7 @@ def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_c
             limit=limit,
             truncate=config.options.truncate_prompts,
             source=f"{split} dataset ({config.source})",
-            chat_template_kwargs=trl_value("chat_template_kwargs"),
+            chat_template_kwargs=args.chat_template_kwargs,
         )
         lines.append(lengths.describe(split))
     return dataclasses.replace(data, train=splits["train"], test=splits["test"]), lines

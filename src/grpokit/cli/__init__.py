@@ -57,13 +57,16 @@ def train(
     """Train with GRPO as CONFIG says, and save the model. See docs/distributed.md for several processes."""
     setup_logging(verbose, quiet)
     rendezvous_options = {"nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr, "master_port": master_port}
-    if nproc is None:  # an accelerate config under distributed: carries its process count
-        with reporting_errors():
-            nproc, rendezvous_options = accelerate_launch_options(config, list(set_ or []), rendezvous_options)
-    if nproc is not None:
-        train_with_torchrun(config, list(set_ or []), nproc, **rendezvous_options)
     with reporting_errors():
-        train_here(config, list(set_ or []))
+        from grpokit.config.loading import read_config
+
+        config_file = read_config(config, list(set_ or []))  # the file, read once in this process
+        if nproc is None:  # an accelerate config under distributed: carries its process count
+            nproc, rendezvous_options = accelerate_launch_options(config_file, rendezvous_options)
+    if nproc is not None:
+        train_with_torchrun(config_file, nproc, **rendezvous_options)
+    with reporting_errors():
+        train_here(config_file)
 
 
 @app.command()

@@ -1,16 +1,25 @@
-"""`grpokit launch ...`: run training somewhere else. Parses flags and calls `grpokit.launch.sagemaker`."""
+"""`grpokit launch ...`: run training somewhere else. Parses flags and calls `grpokit.launch.sagemaker`.
+
+The settings flags of `grpokit launch sagemaker` are generated from `SageMakerSettings` (the config's
+`sagemaker:` section): each flag's name, type, help and default come from the field, written once.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic.fields import FieldInfo
 
 from grpokit.cli.common import ConfigArg, SetOption, console, reporting_errors, setup_logging, stdout
+from grpokit.config.sagemaker import SageMakerSettings
 
 launch_app = typer.Typer(
     help="Run training somewhere else: an Amazon SageMaker training job.",
@@ -22,79 +31,65 @@ launch_app = typer.Typer(
 _SETTINGS = "Settings (also in the config's sagemaker: section; a flag wins)"
 
 
+def _flag_name(name: str, info: FieldInfo) -> str:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return str(extra.get("flag") or name.replace("_", "-"))
+
+
+def _flag_help(info: FieldInfo) -> str:
+    description = info.description or ""
+    if info.default is None or info.default_factory is not None:
+        return description  # "None: ..." in the description says what happens without it
+    shown = ("on" if info.default else "off") if isinstance(info.default, bool) else info.default
+    return f"{description} (default: {shown})"
+
+
+def _settings_parameter(name: str, info: FieldInfo) -> inspect.Parameter:
+    """The typer parameter for one `SageMakerSettings` field: None means "flag not given"."""
+    flag, annotation = _flag_name(name, info), info.annotation
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    if bool in kinds:
+        option, kind = typer.Option(f"--{flag}/--no-{flag}", help=_flag_help(info), rich_help_panel=_SETTINGS), bool
+    elif typing.get_origin(annotation) is dict:
+        option, kind = typer.Option(f"--{flag}", help=_flag_help(info) + " Repeatable.", rich_help_panel=_SETTINGS), list[str]
+    else:
+        kind = int if int in kinds else str  # a Literal is checked by the schema, with the config's message
+        option = typer.Option(f"--{flag}", help=_flag_help(info), rich_help_panel=_SETTINGS)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind | None, option])
+
+
+def settings_from_flags(values: dict[str, Any]) -> dict[str, Any]:
+    """The given flags as `SageMakerSettings` fields (None: not given); `KEY=VALUE` flags become mappings."""
+    from grpokit.launch.sagemaker.settings import parse_key_values
+
+    flags: dict[str, Any] = {}
+    for name, info in SageMakerSettings.model_fields.items():
+        value = values.get(name)
+        if value is not None and typing.get_origin(info.annotation) is dict:
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            local_env = os.environ if extra.get("bare_key_from_shell") else None
+            value = parse_key_values(value, option=f"--{_flag_name(name, info)}", local_env=local_env) if value else None
+        flags[name] = value
+    return flags
+
+
+def with_settings_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with one keyword-only flag per `SageMakerSettings` field added to its signature (after CONFIG)."""
+    signature = inspect.signature(command, eval_str=True)  # the generated signature replaces string annotations
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    generated = [_settings_parameter(name, info) for name, info in SageMakerSettings.model_fields.items()]
+    positional = [p for p in own if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    keyword = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    command.__signature__ = signature.replace(parameters=[*positional, *generated, *keyword])
+    return command
+
+
 @launch_app.command("sagemaker")
+@with_settings_flags  # --role, --instance-type, ... --env: one per SageMakerSettings field
 def sagemaker(
     config: ConfigArg,
     set_: SetOption = None,
-    role: Annotated[
-        str | None, typer.Option(help="IAM execution role ARN the job runs as.", rich_help_panel=_SETTINGS)
-    ] = None,
-    instance_type: Annotated[
-        str | None, typer.Option(help="Instance type (default: ml.g5.2xlarge).", rich_help_panel=_SETTINGS)
-    ] = None,
-    instance_count: Annotated[
-        int | None, typer.Option(help="Number of instances (default: 1).", rich_help_panel=_SETTINGS)
-    ] = None,
-    volume_size: Annotated[
-        int | None,
-        typer.Option(help="EBS volume per instance, GB (default: 100).", rich_help_panel=_SETTINGS),
-    ] = None,
-    region: Annotated[
-        str | None, typer.Option(help="AWS region (default: $AWS_REGION).", rich_help_panel=_SETTINGS)
-    ] = None,
-    bucket: Annotated[
-        str | None,
-        typer.Option(help="S3 bucket (default: the SDK's default bucket).", rich_help_panel=_SETTINGS),
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option(help="S3 key prefix (default: grpokit).", rich_help_panel=_SETTINGS)
-    ] = None,
-    image_uri: Annotated[
-        str | None,
-        typer.Option(
-            help="Training image (default: the AWS PyTorch 2.8.0 training image).", rich_help_panel=_SETTINGS
-        ),
-    ] = None,
-    job_name: Annotated[
-        str | None, typer.Option(help="Base job name (default: grpokit).", rich_help_panel=_SETTINGS)
-    ] = None,
-    max_runtime: Annotated[
-        int | None, typer.Option(help="Max runtime, seconds (default: 86400).", rich_help_panel=_SETTINGS)
-    ] = None,
-    spot: Annotated[
-        bool | None,
-        typer.Option("--spot/--no-spot", help="Managed spot training.", rich_help_panel=_SETTINGS),
-    ] = None,
-    max_wait: Annotated[
-        int | None,
-        typer.Option(
-            help="Spot: max wait incl. runtime, seconds (default: 2 x max runtime).",
-            rich_help_panel=_SETTINGS,
-        ),
-    ] = None,
-    checkpoint_s3_uri: Annotated[
-        str | None,
-        typer.Option(help="S3 checkpoints; reuse a previous job's to resume it.", rich_help_panel=_SETTINGS),
-    ] = None,
-    output_s3_uri: Annotated[
-        str | None, typer.Option(help="Where model.tar.gz goes.", rich_help_panel=_SETTINGS)
-    ] = None,
-    keep_alive: Annotated[
-        int | None, typer.Option(help="Warm pool: keep the instances N seconds after the job (at most 3600).", rich_help_panel=_SETTINGS)
-    ] = None,
-    launcher: Annotated[
-        str | None, typer.Option(help="torchrun (default) or accelerate (accelerate launch with the distributed: file).", rich_help_panel=_SETTINGS)
-    ] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option(help="Job tag KEY=VALUE (repeatable).", rich_help_panel=_SETTINGS)
-    ] = None,
-    env: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Job environment KEY=VALUE, or KEY to copy this shell's value (repeatable).",
-            rich_help_panel=_SETTINGS,
-        ),
-    ] = None,
+    *,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job's status until it ends.")] = False,
     dry_run: Annotated[
         bool,
@@ -105,38 +100,16 @@ def sagemaker(
     poll_seconds: Annotated[
         float, typer.Option(help="Status poll interval with --wait.", hidden=True)
     ] = 30.0,
+    **settings: Any,
 ) -> None:
     """Train as CONFIG says on Amazon SageMaker: upload config, data and grpokit, and start a job."""
     setup_logging()
     with reporting_errors():
         from grpokit.launch.sagemaker import plan as planning
-        from grpokit.launch.sagemaker import settings as job_settings
         from grpokit.launch.sagemaker import staging as job_files
         from grpokit.launch.sagemaker import submit as aws
 
-        flags = {
-            "role": role,
-            "instance_type": instance_type,
-            "instance_count": instance_count,
-            "volume_size_gb": volume_size,
-            "region": region,
-            "bucket": bucket,
-            "prefix": prefix,
-            "image_uri": image_uri,
-            "job_name": job_name,
-            "max_runtime_seconds": max_runtime,
-            "spot": spot,
-            "max_wait_seconds": max_wait,
-            "checkpoint_s3_uri": checkpoint_s3_uri,
-            "output_s3_uri": output_s3_uri,
-            "keep_alive_seconds": keep_alive,
-            "launcher": launcher,
-            "tags": job_settings.parse_key_values(tag, option="--tag") if tag else None,
-            "environment": job_settings.parse_key_values(env, option="--env", local_env=os.environ)
-            if env
-            else None,
-        }
-        plan = planning.prepare_launch(config, set_ or [], flags)
+        plan = planning.prepare_launch(config, set_ or [], settings_from_flags(settings))
         with tempfile.TemporaryDirectory(prefix="grpokit-launch-") as staging:
             staged = job_files.stage_job_files(plan, Path(staging))
             if dry_run:

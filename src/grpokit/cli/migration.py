@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from grpokit.cli.common import console, reporting_errors, setup_logging, stdout
+
+if TYPE_CHECKING:
+    from grpokit.config.loading import ConfigFile
 
 
 def convert(
@@ -66,7 +69,7 @@ def print_default_differences(config) -> None:
         stdout.print(f"  {line}", highlight=False, markup=False)
 
 
-def accelerate_launch_options(config_path: Path, overrides: list[str], given: dict) -> tuple[int | None, dict]:
+def accelerate_launch_options(config_file: ConfigFile, given: dict) -> tuple[int | None, dict]:
     """(processes per machine, rendezvous options) an accelerate config under `distributed:` asks for.
 
     (None, `given`) when the process was already started by a launcher (torchrun, accelerate launch,
@@ -75,18 +78,12 @@ def accelerate_launch_options(config_path: Path, overrides: list[str], given: di
     """
     import os
 
-    from grpokit.config.distributed import resolve_distributed
-    from grpokit.config.loading import apply_overrides, read_yaml_file
     from grpokit.launch.torchrun import LAUNCHED_MARKERS
 
     if any(os.environ.get(name) for name in LAUNCHED_MARKERS):
         return None, given
-    raw = apply_overrides(read_yaml_file(config_path), overrides)
-    value = raw.get("distributed")
-    if not isinstance(value, str):
-        return None, given
-    setup = resolve_distributed(value, Path(config_path).resolve().parent, str(config_path))
-    launch = setup.accelerate.launch if setup.accelerate is not None else None
+    setup = config_file.distributed_setup  # resolved once: loading the config reuses it
+    launch = setup.accelerate.launch if setup is not None and setup.accelerate is not None else None
     if launch is None or (launch.num_processes == 1 and launch.num_machines == 1):
         return None, given
     from_file = {
@@ -97,7 +94,7 @@ def accelerate_launch_options(config_path: Path, overrides: list[str], given: di
     }
     merged = {key: given.get(key) if given.get(key) is not None else from_file.get(key) for key in given}
     console.print(
-        f"distributed: {value} asks for {launch.num_processes} processes on {launch.num_machines} machine(s): "
+        f"distributed: {setup.name} asks for {launch.num_processes} processes on {launch.num_machines} machine(s): "
         f"starting {launch.processes_per_machine} here (--nproc overrides)",
         highlight=False,
     )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,20 +16,23 @@ from grpokit.errors import GrpokitError, HealthCheckStopped
 
 logger = logging.getLogger("grpokit.cli")
 
+if TYPE_CHECKING:
+    from grpokit.config.loading import ConfigFile
 
-def train_here(config: Path, overrides: list[str]) -> None:
-    """Train in this process (one rank of a torchrun job, or the only process)."""
-    from grpokit.config import load_config
+
+def train_here(config_file: ConfigFile) -> None:
+    """Train in this process (one rank of a torchrun job, or the only process), on the config as read."""
+    from grpokit.config.loading import resolve_config
     from grpokit.launch.container import in_sagemaker, sagemaker_overrides
 
     if in_sagemaker():  # channels, SM_MODEL_DIR and /opt/ml/checkpoints replace local paths
-        overrides += sagemaker_overrides(load_config(config, overrides).options)
-    run_config = load_config(config, overrides)  # a bad file or key is reported before the trainer is imported
+        config_file = config_file.with_overrides(sagemaker_overrides(config_file.data))
+    run_config = resolve_config(config_file)  # a bad file or key is reported before the trainer is imported
     from grpokit.outputs.report import write_report
     from grpokit.trainer import train as run_training
 
     result = run_training(run_config, console=console)
-    if not _is_main_process():
+    if not result.is_main_process:
         if result.stopped_by_health is not None:
             raise typer.Exit(HealthCheckStopped.exit_code)  # rank 0 says what tripped
         return
@@ -72,13 +74,13 @@ def _print_report(report) -> None:
     stdout.print(f"report: [bold]{report.html}[/]")
 
 
-def train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendezvous_options) -> None:
+def train_with_torchrun(config_file: ConfigFile, nproc: int, **rendezvous_options) -> None:
     """Re-run this command under torchrun (minus the launch options) and exit with its exit code.
 
     The config is checked here first, for the job's number of processes, so a bad config is one
     message and exit code 2 rather than one traceback per rank.
     """
-    from grpokit.config import load_config
+    from grpokit.config.loading import resolve_config
     from grpokit.launch.torchrun import (
         needs_launcher,
         resolve_rendezvous,
@@ -93,7 +95,7 @@ def train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendez
             level = grpokit_logger.level
             grpokit_logger.setLevel(logging.ERROR)  # the ranks print the fallback warnings themselves
             try:
-                launch_config = load_config(config, overrides, world_size=rendezvous.nproc_per_node * rendezvous.nnodes)
+                launch_config = resolve_config(config_file, world_size=rendezvous.nproc_per_node * rendezvous.nnodes)
             finally:
                 grpokit_logger.setLevel(level)
     if needs_launcher(rendezvous):
@@ -109,7 +111,3 @@ def train_with_torchrun(config: Path, overrides: list[str], nproc: int, **rendez
         if stop is not None:
             console.print(f"[bold red]stopped:[/] {stop.message}", highlight=False)
         raise typer.Exit(stop.exit_code if stop is not None and stop.exit_code else code)
-
-
-def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"

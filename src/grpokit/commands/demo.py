@@ -239,7 +239,7 @@ def run_demo(
     for name in DEMO_OUTPUT_FILES:
         (output_dir / name).unlink(missing_ok=True)
     config = load_demo_config(output_dir, config_path, overrides)
-    seed = config.to_grpo_config().seed  # TRL's default when the config sets none
+    seed = config.grpo_config.seed  # TRL's default when the config sets none
     write_training_problems(output_dir / TRAIN_DATA_FILE, options.train_problems, seed=seed)
     heldout = HeldoutAccuracyCallback(
         addition.heldout_problems(options.heldout_size),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grpokit.config.schema import GrpokitOptions, RunConfig
+from grpokit.data.messages import text_of
 from grpokit.data.options import ROW_COLUMN
 from grpokit.errors import DataError
 from grpokit.formatting import fmt
@@ -28,7 +29,6 @@ from grpokit.model.generation import GenerationSettings, generate_completions
 from grpokit.model.loading import load_model_for_inference
 from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE, atomic_write_text
 from grpokit.pipeline import build_reward_set, generation_settings, load_split_rows
-from grpokit.rewards.common import text_of
 from grpokit.rewards.match import answer_block, normalize_text, numbers_in, parse_number
 from grpokit.rewards.reward_set import RewardSet, run_rewards_on_rows
 

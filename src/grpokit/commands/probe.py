@@ -84,7 +84,7 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
         DataError: the data lacks a column a reward reads.
         RunError: a reward with `on_error: raise` failed.
     """
-    args = config.to_grpo_config()
+    args = config.grpo_config
     samples = options.samples if options.samples is not None else args.num_generations
     if options.rows < 1 or samples < 2:
         raise ConfigError(

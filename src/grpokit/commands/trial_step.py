@@ -69,12 +69,12 @@ class TrialStep:
     seconds: float
 
 
-def trial_trl_args(config: RunConfig, reward_set: RewardSet) -> dict[str, Any]:
-    """The config's TRL settings as the trial runs them (see `TRIAL_SETTINGS`)."""
+def trial_trl_args(config: RunConfig) -> dict[str, Any]:
+    """The config's TRL settings as the trial runs them (see `TRIAL_SETTINGS`), the run's reward weights included."""
     args = {key: value for key, value in config.trl_args.items() if key not in SECRET_TRL_FIELDS}
     args.update(TRIAL_SETTINGS)
-    args["max_completion_length"] = min(args.get("max_completion_length") or TRIAL_COMPLETION_TOKENS, TRIAL_COMPLETION_TOKENS)
-    args["reward_weights"] = list(reward_set.weights)
+    args["max_completion_length"] = min(config.grpo_config.max_completion_length, TRIAL_COMPLETION_TOKENS)
+    args["reward_weights"] = config.reward_weights
     return args
 
 
@@ -107,7 +107,7 @@ def _build_trial_trainer(config: RunConfig, train_dataset, reward_set: RewardSet
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOTrainer
 
-    args = build_grpo_config(trial_trl_args(config, reward_set), output_dir=output_dir, source=config.source)
+    args = build_grpo_config(trial_trl_args(config), output_dir=output_dir, source=config.source)
     options = config.options.model_copy(
         update={
             "model_id": TRIAL_MODEL,
@@ -138,7 +138,7 @@ def _build_trial_trainer(config: RunConfig, train_dataset, reward_set: RewardSet
 
 def _total_steps(trainer, config: RunConfig) -> int:
     """transformers' count of optimizer steps for the config's max_steps / epochs and the full dataset."""
-    trainer.args.max_steps = config.trl_args.get("max_steps", -1)
+    trainer.args.max_steps = config.grpo_config.max_steps
     values = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())
     return int(values[-1])
 

@@ -8,8 +8,8 @@
   `world_size` processes, without setting up any device (overrides `TrainingArguments._setup_devices`
   and `world_size`), so a launcher can check a config for the job it is about to start.
 - `GenerationRoundHooks`: a mixin overriding `GRPOTrainer._generate_and_score_completions` and
-  `_calculate_rewards`, so dynamic sampling can run several generation rounds per training batch and
-  read each round's gathered rewards.
+  `_calculate_rewards`, so dynamic sampling can run several generation rounds per training batch;
+  each round comes back as a `GenerationRound`, its batch and its gathered rewards together.
 
 `tests/test_compat.py` checks every one of these against the installed versions.
 """
@@ -17,9 +17,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from grpokit.errors import RunError
 
 # GRPOTrainer._logs keys (TRL 1.16.0: deques of the last generation_batch_size items, gathered across ranks).
 RECENT_BATCH_KEYS = ("prompt", "completion", "rewards", "advantages")
@@ -121,25 +123,65 @@ def _resolved_fields(instance: Any, fields: tuple[str, ...] = ()) -> dict[str, A
     return {name: getattr(instance, name, None) for name in (*RESOLVED_BATCH_FIELDS, *fields)}
 
 
+@dataclass(frozen=True)
+class GenerationRound:
+    """One generation round: TRL's generate-and-score output for this process's rows, and the round's rewards.
+
+    `rewards` is the tensor TRL's `_calculate_rewards` returned: `[rows of every process, reward
+    functions]`, gathered over all processes, NaN where a reward gave None.
+    """
+
+    batch: dict[str, Any]
+    rewards: Any
+
+
 class GenerationRoundHooks:
     """Mixin for a GRPOTrainer subclass that builds each training batch from one or more generation rounds.
 
-    Put it before `GRPOTrainer` in the bases. In training, TRL's generate-and-score step goes through
-    `self.informative_generation_batch(inputs, generate)`, where `generate(rows)` is TRL's own step
-    (generation, rewards, advantages for `rows`); after each call `self.last_round_rewards` holds that
-    round's rewards, gathered over all processes (`[rows of every process, reward functions]`, NaN
-    where a reward gave None). Evaluation is left alone. Used by `grpokit.trainer.dynamic_sampling`.
+    Put it before `GRPOTrainer` in the bases and define `informative_generation_batch`. In training,
+    TRL's generate-and-score step goes through `self.informative_generation_batch(inputs,
+    generate_round)`, where `generate_round(rows)` runs TRL's own step (generation, rewards, advantages)
+    for `rows` and returns a `GenerationRound`: the batch and that round's gathered rewards together.
+    Evaluation is left alone. Used by `grpokit.trainer.dynamic_sampling.trainer`.
     """
 
-    last_round_rewards: Any = None
+    _round_rewards: list | None = None  # while a round runs: where `_calculate_rewards` leaves its result
+
+    def informative_generation_batch(
+        self, inputs: list[dict], generate_round: Callable[[list[dict]], GenerationRound]
+    ) -> dict[str, Any]:
+        """The training batch for `inputs` (this process's rows), from one or more `generate_round` calls."""
+        raise NotImplementedError(f"{type(self).__name__} must define informative_generation_batch")
 
     def _calculate_rewards(self, *args, **kwargs):  # private in TRL 1.16.0 (GRPOTrainer)
         rewards = super()._calculate_rewards(*args, **kwargs)  # private in TRL 1.16.0 (GRPOTrainer)
-        self.last_round_rewards = rewards
+        if self._round_rewards is not None:
+            self._round_rewards.append(rewards)
         return rewards
 
     def _generate_and_score_completions(self, inputs):  # private in TRL 1.16.0 (GRPOTrainer)
         generate = super()._generate_and_score_completions  # private in TRL 1.16.0 (GRPOTrainer)
         if not self.model.training:
             return generate(inputs)
-        return self.informative_generation_batch(inputs, generate)
+        return self.informative_generation_batch(inputs, functools.partial(self._generation_round, generate))
+
+    def _generation_round(self, generate: Callable[[list[dict]], dict[str, Any]], rows: list[dict]) -> GenerationRound:
+        """TRL's step on `rows`, with the rewards TRL computed on the way (the one place they are caught).
+
+        Raises:
+            RunError: TRL's step did not score the round through `_calculate_rewards` exactly once (a TRL
+                this was not built for).
+        """
+        scored: list = []
+        self._round_rewards = scored
+        try:
+            batch = generate(rows)
+        finally:
+            self._round_rewards = None
+        if len(scored) != 1:
+            raise RunError(
+                f"dynamic sampling saw {len(scored)} reward computations for one generation round: this TRL "
+                "version scores completions another way than TRL 1.16",
+                fix="turn dynamic_sampling off, or install the TRL version in constraints.txt",
+            )
+        return GenerationRound(batch=batch, rewards=scored[0])

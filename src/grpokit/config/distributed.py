@@ -65,16 +65,6 @@ FSDP_CONFIG_KEYS = {
 Kind = Literal["ddp", "fsdp", "deepspeed"]
 
 
-class LoadedConfig(Protocol):
-    """What `apply_distributed` reads and changes of a `RunConfig` (named here without importing it)."""
-
-    options: Any
-    trl_args: dict[str, Any]
-    base_dir: Path
-    source: str
-    trl_origins: dict[str, str]
-
-
 @dataclass(frozen=True)
 class DistributedSetup:
     """A resolved `distributed:` value: the kind of sharding and the TrainingArguments fields it sets."""
@@ -84,6 +74,17 @@ class DistributedSetup:
     trl_args: dict[str, Any] = field(default_factory=dict)
     file: Path | None = None
     accelerate: AccelerateSettings | None = None  # an `accelerate config` file: mixed precision, process count
+
+
+class LoadedConfig(Protocol):
+    """What `apply_distributed` reads and changes of a config while `load_config` resolves it."""
+
+    options: Any
+    trl_args: dict[str, Any]
+    base_dir: Path
+    source: str
+    trl_origins: dict[str, str]
+    distributed: DistributedSetup | None  # `options.distributed` resolved (`resolve_distributed`)
 
 
 # ----------------------------------------------------------------------------- resolving presets
@@ -209,7 +210,8 @@ def _is_installed(module: str) -> bool:
 
 
 def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) -> list[str]:
-    """Check `distributed:` and `use_vllm` at load time; on a CPU, fall back to what runs there.
+    """Check `distributed:` (resolved in `config.distributed`) and `use_vllm` at load time; on a CPU, fall
+    back to what runs there.
 
     - a DeepSpeed preset needs the `deepspeed` package; `use_vllm: true` on a CUDA machine needs `vllm`;
     - accelerate shards (FSDP, DeepSpeed) on GPUs only: on a CPU the run uses plain data parallel;
@@ -218,8 +220,8 @@ def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) 
     Returns one warning line per fallback. Raises `ConfigError` for a missing package or a bad preset.
     """
     options, warnings = config.options, []
-    if options.distributed is not None:
-        setup = resolve_distributed(options.distributed, config.base_dir, config.source)
+    setup = config.distributed
+    if setup is not None:
         if setup.accelerate is not None:
             warnings += _carry_accelerate_settings(config, setup, has_cuda=has_cuda, world_size=world_size)
         if setup.kind == "deepspeed" and not _is_installed("deepspeed"):
@@ -234,6 +236,7 @@ def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) 
                 "using plain data parallel (ddp) on the CPU instead"
             )
             options.distributed = "ddp"
+            config.distributed = resolve_distributed("ddp", config.base_dir, config.source)
     if has_cuda and config.trl_args.get("use_vllm") and not _is_installed("vllm"):
         raise ConfigError(
             f"use_vllm: true (vllm_mode: {config.trl_args.get('vllm_mode', 'colocate')}) needs the vllm package, which is not installed",
@@ -292,10 +295,3 @@ def log_on_main_process(log: logging.Logger, warnings: list[str]) -> None:
     if os.environ.get("RANK", "0") == "0":
         for line in warnings:
             log.warning(line)
-
-
-def distributed_trl_args(value: str | None, base_dir: Path, source: str = "<config>") -> dict[str, Any]:
-    """The TrainingArguments fields the `distributed:` value sets; `{}` when it is unset."""
-    if value is None:
-        return {}
-    return resolve_distributed(value, base_dir, source).trl_args

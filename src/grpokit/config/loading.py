@@ -1,28 +1,41 @@
 """Loading a config: YAML file < `--set` overrides, keys split into grpokit's and TRL's, every check at load time.
 
-`load_config` is the one entry point: it reads the file, applies the overrides, rejects unknown keys
-(naming the closest valid one, in nested sections too), type-checks grpokit's options with their
-schema and TRL's fields against TRL's annotations, applies the CPU fallbacks and the `distributed:`
-preset's checks, checks the batch arithmetic with TRL's own rules for the job's process count, and
-finally validates everything by building TRL's `GRPOConfig`.
+A config is read once per process and resolved once:
+
+1. `read_config(path, overrides)` reads the YAML file and applies the `--set` overrides: a
+   `ConfigFile`. What runs before the config is resolved (the `grpokit train` launcher reading an
+   accelerate file's process count, the SageMaker paths of a job) reads this object, not the file.
+2. `resolve_config(file)` rejects unknown keys (naming the closest valid one, in nested sections too),
+   type-checks grpokit's options with their schema and TRL's fields against TRL's annotations,
+   applies the CPU fallbacks and the `distributed:` setup, checks the batch arithmetic with TRL's own
+   rules for the job's process count, and builds TRL's `GRPOConfig` once, reward weights included:
+   a frozen `RunConfig` that every later stage receives.
+
+`load_config(path, overrides)` does both.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from grpokit.config.distributed import apply_distributed
+from grpokit.config.distributed import DistributedSetup, apply_distributed, resolve_distributed
 from grpokit.config.fallbacks import apply_cpu_fallbacks, cuda_available
 from grpokit.config.migration import read_foreign_keys, split_trl_cli_keys
+from grpokit.config.rewards import run_reward_specs
 from grpokit.config.schema import GrpokitOptions, RunConfig
 from grpokit.config.trl_cli import trl_cli_keys
 from grpokit.config.trl_fields import (
     GRPOKIT_TRL_DEFAULTS,
+    build_grpo_config,
     check_batch_arithmetic,
     check_trl_value,
     trl_field_names,
@@ -35,8 +48,9 @@ from grpokit.config.value_rules import (
 )
 from grpokit.config.yaml_file import read_yaml_file  # re-exported: grpokit.config.loading.read_yaml_file
 from grpokit.errors import ConfigError, config_error_from_validation, unknown_key_error
-from grpokit.outputs.files import CONFIG_FILE, atomic_write_text
 from grpokit.secrets import remember_secrets_in
+
+OVERRIDES_NOTE = " (with --set overrides)"
 
 
 def own_keys() -> set[str]:
@@ -98,7 +112,152 @@ def check_trl_values(theirs: dict[str, Any], source: str) -> dict[str, Any]:
     return {key: check_trl_value(key, value, source) for key, value in theirs.items()}
 
 
-# ----------------------------------------------------------------------------- load_config
+# ----------------------------------------------------------------------------- the file, read once
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config as read, once per process: the YAML mapping with the `--set` overrides applied.
+
+    `path` is None for a mapping given in code (`load_config(data=...)`); relative paths in it then
+    start at `base_dir`, the current directory.
+    """
+
+    data: Mapping[str, Any]
+    path: Path | None = None
+    overridden: bool = False
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def source(self) -> str:
+        """How messages name the config: its path, and whether `--set` changed it."""
+        return (str(self.path) if self.path is not None else "<config>") + (OVERRIDES_NOTE if self.overridden else "")
+
+    def with_overrides(self, overrides: list[str]) -> ConfigFile:
+        """This config with more `KEY=VALUE` overrides applied (after the ones it has)."""
+        if not overrides:
+            return self
+        changed = ConfigFile(apply_overrides(dict(self.data), overrides), self.path, True, self.base_dir)
+        if "distributed_setup" in self.__dict__ and changed.data.get("distributed") == self.data.get("distributed"):
+            changed.__dict__["distributed_setup"] = self.distributed_setup  # its file was read already
+        return changed
+
+    @functools.cached_property
+    def distributed_setup(self) -> DistributedSetup | None:
+        """The `distributed:` value resolved (its file read once per process); None when it is not set.
+
+        Raises:
+            ConfigError: the value names no preset and no readable file (see `resolve_distributed`).
+        """
+        value = self.data.get("distributed")
+        if not isinstance(value, str):
+            return None
+        return resolve_distributed(value, self.base_dir, self.source)
+
+
+def read_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, data: Mapping[str, Any] | None = None
+) -> ConfigFile:
+    """Read the YAML file at `path` (or take `data`) and apply `overrides`: the config as written.
+
+    Raises:
+        ConfigError: the file cannot be read as a YAML mapping (see `read_yaml_file`), or an override
+            is not `KEY=VALUE`.
+    """
+    if path is None:
+        file = ConfigFile(dict(data or {}))
+    else:
+        file = ConfigFile(read_yaml_file(path), Path(path), base_dir=Path(path).resolve().parent)
+    return file.with_overrides(list(overrides or []))
+
+
+# ----------------------------------------------------------------------------- resolving
+
+
+@dataclass
+class _Resolving:
+    """A config while `resolve_config` resolves it: the only time its parts change."""
+
+    options: GrpokitOptions
+    trl_args: dict[str, Any]
+    source: str
+    base_dir: Path
+    trl_origins: dict[str, str]
+    distributed: DistributedSetup | None
+    fallback_warnings: list[str]
+
+
+def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, world_size: int | None = None) -> RunConfig:
+    """Resolve a read config into the frozen `RunConfig` the pipeline reads.
+
+    `world_size` (default: `WORLD_SIZE` from the environment) lets a launcher check a config for the
+    job it is about to start; TRL's `GRPOConfig` of this process is then not built (the job builds
+    its own, since TRL measures the world of the process it runs in).
+
+    Raises `ConfigError` naming the key, the file and a fix for unknown keys, wrong types, missing
+    required keys, impossible batch arithmetic and options TRL rejects.
+    """
+    source = file.source
+    raw = dict(file.data)
+    remember_secrets_in(raw)  # masked in every log line and error message from here on
+    raw_keys = {str(key) for key in raw}
+    raw, cli_keys = split_trl_cli_keys(raw, own_keys(), trl_field_names())  # trl grpo's ModelConfig / ScriptArguments keys
+    ours, theirs = split_keys(raw, source)
+    # trl grpo keys -> grpokit options, `trl_defaults: <version>`, the AWS sample's flat keys (config.migration)
+    foreign = read_foreign_keys(
+        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source
+    )
+    try:
+        options = GrpokitOptions(**foreign.ours)
+    except ValidationError as error:
+        raise config_error_from_validation(error, source, model=GrpokitOptions) from None
+    theirs = check_trl_values(foreign.theirs, source)  # the first step that imports TRL
+    trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
+    _refuse_reward_weights(trl_args, source)
+    reward_specs = run_reward_specs(options.rewards, options.reward_model_name_or_path, source=source)
+    loaded_trl_args = dict(trl_args)
+    has_cuda = _cuda_available() if cuda_available is None else cuda_available
+    fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
+    config = _Resolving(
+        options=options,
+        trl_args=trl_args,
+        source=source,
+        base_dir=file.base_dir,
+        trl_origins=foreign.origins(loaded_trl_args, loaded_trl_args, GRPOKIT_TRL_DEFAULTS),
+        distributed=file.distributed_setup if options.distributed is not None else None,  # read once per process
+        fallback_warnings=fallback_warnings,
+    )
+    processes = world_size_from_env() if world_size is None else world_size
+    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=processes)
+    config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)
+    check_batch_arithmetic(trl_args, world_size=processes, source=source)
+    check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
+    check_training_length(trl_args, source)
+    resolved = RunConfig(
+        options=options,
+        trl_args=MappingProxyType(trl_args),
+        source=source,
+        base_dir=config.base_dir,
+        distributed=config.distributed,
+        reward_specs=reward_specs,
+        fallback_warnings=config.fallback_warnings,
+        trl_origins=MappingProxyType(config.trl_origins),
+    )
+    if world_size is not None:
+        return resolved
+    # TRL's GRPOConfig of this process, built once: TRL validates it here, at load, and every stage reads it
+    grpo_config = build_grpo_config(resolved.grpo_config_kwargs(), output_dir=options.resolved_checkpoint_dir, source=source)
+    check_optimizer_and_schedule(grpo_config, trl_args, source)
+    return replace(resolved, grpo_config=grpo_config)
+
+
+def _refuse_reward_weights(trl_args: Mapping[str, Any], source: str) -> None:
+    if "reward_weights" in trl_args:
+        raise ConfigError(
+            "reward_weights is set, but grpokit takes each reward's weight from the rewards: list",
+            where=source,
+            fix="remove reward_weights and give each reward a weight: in rewards:",
+        )
 
 
 def load_config(
@@ -111,62 +270,9 @@ def load_config(
 ) -> RunConfig:
     """Load and validate a config: defaults < YAML file (`path` or `data`) < `overrides`.
 
-    `world_size` (default: `WORLD_SIZE` from the environment) lets a launcher check a config for the
-    job it is about to start; the full `GRPOConfig` of this process is then left to the job, since
-    TRL measures the world of the process it runs in.
-
-    Raises `ConfigError` naming the key, the file and a fix for unknown keys, wrong types, missing
-    required keys, impossible batch arithmetic and options TRL rejects.
+    `read_config` then `resolve_config` (see them for `world_size` and the errors raised).
     """
-    source = str(path) if path is not None else "<config>"
-    raw = read_yaml_file(path) if path is not None else dict(data or {})
-    raw = apply_overrides(raw, overrides or [])
-    remember_secrets_in(raw)  # masked in every log line and error message from here on
-    if overrides:
-        source += " (with --set overrides)"
-    raw_keys = {str(key) for key in raw}
-    raw, cli_keys = split_trl_cli_keys(raw, own_keys(), trl_field_names())  # trl grpo's ModelConfig / ScriptArguments keys
-    ours, theirs = split_keys(raw, source)
-    # trl grpo keys -> grpokit options, `trl_defaults: <version>`, the AWS sample's flat keys (config.migration)
-    foreign = read_foreign_keys(
-        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source
-    )
-    ours, theirs = foreign.ours, foreign.theirs
-    try:
-        options = GrpokitOptions(**ours)
-    except ValidationError as error:
-        raise config_error_from_validation(error, source, model=GrpokitOptions) from None
-    theirs = check_trl_values(theirs, source)  # the first step that imports TRL
-    trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
-    loaded_trl_args = dict(trl_args)
-    has_cuda = _cuda_available() if cuda_available is None else cuda_available
-    fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
-    config = RunConfig(
-        options=options,
-        trl_args=trl_args,
-        source=source,
-        base_dir=Path(path).resolve().parent if path is not None else Path.cwd(),
-        fallback_warnings=fallback_warnings,
-        trl_origins=foreign.origins(loaded_trl_args, loaded_trl_args, GRPOKIT_TRL_DEFAULTS),
-    )
-    processes = world_size_from_env() if world_size is None else world_size
-    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=processes)
-    config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)
-    check_batch_arithmetic(trl_args, world_size=processes, source=source)
-    check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
-    check_training_length(trl_args, source)
-    if world_size is None:
-        grpo_args = config.to_grpo_config()  # TRL's own validation of this process's config, at load time
-        check_optimizer_and_schedule(grpo_args, trl_args, source)
-    return config
+    return resolve_config(read_config(path, overrides, data=data), cuda_available=cuda_available, world_size=world_size)
 
 
-_cuda_available = cuda_available  # `load_config(cuda_available=...)` shadows the function's name
-
-
-def save_resolved_config(config: RunConfig, directory: str | Path) -> Path:
-    """Write `grpokit_config.yaml` (secrets masked) into `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=False, allow_unicode=True)
-    return atomic_write_text(directory / CONFIG_FILE, text)
+_cuda_available = cuda_available  # `resolve_config(cuda_available=...)` shadows the function's name

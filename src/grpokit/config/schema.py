@@ -1,4 +1,4 @@
-"""The config schema: grpokit's own options, and `RunConfig`, a loaded config ready for the pipeline.
+"""The config schema: grpokit's own options, and `RunConfig`, the resolved config every stage receives.
 
 A config file is a flat YAML mapping, as in the AWS GRPO sample's `args.yaml`. Three kinds of key
 live side by side:
@@ -17,24 +17,25 @@ Precedence: defaults < YAML file < `--set KEY=VALUE` overrides (see `grpokit.con
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from grpokit.config.distributed import distributed_trl_args
+from grpokit.config.distributed import DistributedSetup
 from grpokit.config.dynamic_sampling import DynamicSamplingOptions
 from grpokit.config.health import HealthOptions
-from grpokit.config.trl_fields import GRPOKIT_TRL_DEFAULTS, SECRET_TRL_FIELDS, build_grpo_config
+from grpokit.config.rewards import RewardSpec
+from grpokit.config.sagemaker import SageMakerSettings
+from grpokit.config.trl_fields import GRPOKIT_TRL_DEFAULTS, SECRET_TRL_FIELDS
 from grpokit.data.hub import LoadDatasetOptions
 from grpokit.data.options import DatasetOptions
-from grpokit.launch.sagemaker.settings import SageMakerSettings
-from grpokit.outputs.files import CHECKPOINTS_DIR
-from grpokit.rewards.spec import RewardSpec
 from grpokit.secrets import mask_secrets
 
 WANDB_TOKEN_PROJECT = "grpokit"  # the W&B project when a config sets wandb_token but no wandb_project
+CHECKPOINTS_DIR = "checkpoints"  # checkpoint_dir's default, under output_dir
 
 
 class GrpokitOptions(BaseModel):
@@ -203,24 +204,88 @@ class GrpokitOptions(BaseModel):
         return self.checkpoint_dir or str(Path(self.output_dir) / CHECKPOINTS_DIR)
 
 
-@dataclass
+@dataclass(frozen=True)
+class HubSettings:
+    """`push_to_hub` and the `hub_*` TRL fields: whether and where grpokit pushes the final model (`outputs.hub`)."""
+
+    push: bool = False
+    model_id: str | None = None  # hub_model_id
+    private: bool | None = None  # hub_private_repo
+    revision: str | None = None  # hub_revision
+    strategy: str | None = None  # hub_strategy (grpokit pushes the final model only)
+    token: str | None = None  # hub_token: a secret, kept out of GRPOConfig (prefer HF_TOKEN)
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """A loaded, validated config: grpokit's options plus the TRL fields to pass through."""
+    """One resolved config: read from its file once per process by `load_config`, never changed after.
+
+    - `options`: grpokit's own keys, typed sections included;
+    - `trl_args`: TRL's fields as resolved (installed TRL's defaults < `trl_defaults:` release <
+      grpokit's defaults < the file, then the CPU fallbacks and what the `distributed:` file carries),
+      read-only; `trl_origins` says where each value came from;
+    - `distributed`: the resolved `distributed:` preset or file (None when unset);
+    - `reward_specs`: the run's rewards in order (the default three, the reward model included);
+    - `grpo_config`: TRL's `GRPOConfig` of this process, built once at load with everything TRL checks
+      already in it (the reward weights too); every stage reads this one object. None only when the
+      config was loaded to check a job of another size (`load_config(world_size=N)` in a launcher).
+
+    grpokit reads the TRL fields it acts on through the accessors below (`hub`, `report_to`,
+    `run_name`), never with `trl_args.get(...)` outside `grpokit.config`.
+    """
 
     options: GrpokitOptions
-    trl_args: dict[str, Any]
+    trl_args: Mapping[str, Any]
     source: str
     base_dir: Path
-    fallback_warnings: list[str] = field(default_factory=list)
-    trl_origins: dict[str, str] = field(default_factory=dict)  # TRL field -> where its value came from (trl_versions)
+    distributed: DistributedSetup | None = None
+    reward_specs: tuple[RewardSpec, ...] = ()
+    fallback_warnings: list[str] = field(default_factory=list)  # one line per option this machine changed
+    trl_origins: Mapping[str, str] = field(default_factory=dict)  # TRL field -> where its value came from (trl_versions)
+    grpo_config: Any = None  # trl.GRPOConfig
 
-    def to_grpo_config(self):
-        """Build TRL's `GRPOConfig` (checkpoints go to `checkpoint_dir`, as in the AWS sample)."""
-        # The `distributed:` preset's fields (fsdp, fsdp_config, deepspeed, ...) first: keys in the config win.
-        trl_args = {**distributed_trl_args(self.options.distributed, self.base_dir, self.source), **self.trl_args}
-        trl_args = {key: value for key, value in trl_args.items() if key not in SECRET_TRL_FIELDS}
-        trl_args.pop("push_to_hub", None)  # grpokit pushes the final (merged) model itself: outputs/hub.py
-        return build_grpo_config(trl_args, output_dir=self.options.resolved_checkpoint_dir, source=self.source)
+    @property
+    def reward_weights(self) -> list[float]:
+        """Each reward's weight, in `reward_specs` order: TRL's `reward_weights`."""
+        return [spec.weight for spec in self.reward_specs]
+
+    def grpo_config_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments `GRPOConfig` is built from (besides `output_dir`).
+
+        The `distributed:` setup's fields (fsdp, fsdp_config, deepspeed, ...) first: keys in the config win;
+        secrets left out (transformers pickles GRPOConfig into every checkpoint); `push_to_hub` off (grpokit
+        pushes the final, possibly merged, model itself: `outputs.hub`); the reward weights from `rewards:`.
+        """
+        preset = self.distributed.trl_args if self.distributed is not None else {}
+        kwargs = {key: value for key, value in {**preset, **self.trl_args}.items() if key not in SECRET_TRL_FIELDS}
+        kwargs.pop("push_to_hub", None)
+        kwargs["reward_weights"] = self.reward_weights
+        return kwargs
+
+    @property
+    def hub(self) -> HubSettings:
+        """`push_to_hub` and the `hub_*` fields as the config sets them."""
+        trl = self.trl_args
+        return HubSettings(
+            push=bool(trl.get("push_to_hub")),
+            model_id=trl.get("hub_model_id"),
+            private=trl.get("hub_private_repo"),
+            revision=trl.get("hub_revision"),
+            strategy=trl.get("hub_strategy"),
+            token=trl.get("hub_token"),
+        )
+
+    @property
+    def report_to(self) -> tuple[str, ...]:
+        """TRL's `report_to` as a list of integration names ("none" left out; TRL's default is "none")."""
+        value = self.trl_args.get("report_to", "none")
+        names = [value] if isinstance(value, str) else list(value or [])
+        return tuple(name for name in names if name != "none")
+
+    @property
+    def run_name(self) -> str | None:
+        """TRL's `run_name`, when the config sets one."""
+        return self.trl_args.get("run_name") or None
 
     def summary(self) -> str:
         """One line for the log: the options that differ from the defaults, secrets masked."""

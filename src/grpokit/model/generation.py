@@ -108,6 +108,6 @@ def _as_completion(prompt: Any, text: str) -> Any:
 
 def completion_token_ids(tokenizer, completions: list) -> list[list[int]]:
     """Token ids of completions written as text, as TRL passes `completion_ids` to rewards (no special tokens)."""
-    from grpokit.rewards.common import text_of
+    from grpokit.data.messages import text_of
 
     return [tokenizer(text_of(completion), add_special_tokens=False)["input_ids"] for completion in completions]

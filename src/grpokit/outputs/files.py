@@ -48,7 +48,6 @@ HEALTH_FILE = "health.jsonl"
 HANG_STACKS_DIR = "hang_stacks"
 HANG_STACK_FILE_FORMAT = "rank-{rank}.txt"  # str.format, inside HANG_STACKS_DIR
 COMPARE_FILE = "compare.html"
-CHECKPOINTS_DIR = "checkpoints"
 COMPLETE_MARKER = "grpokit_complete.json"
 MODEL_STAGING_DIR = ".model-staging"
 SUPERSEDED_DIR_FORMAT = "superseded-%Y%m%d-%H%M%S"  # time.strftime format for set-aside checkpoints

@@ -8,7 +8,9 @@ with that translation and first checks that its folders can be written, so a rea
 output path is reported before the model is loaded.
 
 Nothing is lost: a checkpoint cut short by a full disk has no completion marker and is never
-resumed; the run resumes from the last complete one once space is freed.
+resumed; the run resumes from the last complete one once space is freed. Nothing is left behind
+either: a folder the check created that is still empty when the run ends (the `checkpoints/` of a
+run that failed before its first checkpoint) is removed again.
 """
 
 from __future__ import annotations
@@ -112,13 +114,16 @@ def filesystem_fault(error: BaseException, path: str | Path | None = None) -> Fi
     return FilesystemError(f"cannot write {where or 'a file'}: {cause}", where=str(where) if where else None, fix=fix, exit_code=exit_code)
 
 
-def check_writable_directory(path: str | Path) -> None:
+def check_writable_directory(path: str | Path) -> list[Path]:
     """Create `path` if needed and write (then remove) one small file in it.
+
+    Returns the folders this created (`path` and missing parents, outermost first).
 
     Raises:
         FilesystemError: the folder cannot be created or written (read-only, a file in the way, permissions).
     """
     path = Path(path)
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()][::-1]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".grpokit-write-check-"):
@@ -128,20 +133,41 @@ def check_writable_directory(path: str | Path) -> None:
             raise
         error.filename = error.filename or str(path)
         raise filesystem_fault(error, path) from None
+    return missing
+
+
+def remove_empty_directories(folders: list[Path]) -> None:
+    """Remove each of `folders` that is empty, innermost first (one in use or holding anything stays)."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def writable_directories(*directories: str | Path) -> Iterator[None]:
+    """Check that `directories` can be written; on the way out, remove the ones this created that stayed empty."""
+    created: list[Path] = []
+    try:
+        for directory in directories:
+            created += check_writable_directory(directory)
+        yield
+    finally:
+        remove_empty_directories(created)
 
 
 @contextlib.contextmanager
 def filesystem_faults(*directories: str | Path) -> Iterator[None]:
-    """Check that `directories` can be written, then turn any filesystem fault inside into a `FilesystemError`."""
-    for directory in directories:
-        check_writable_directory(directory)
-    try:
-        yield
-    except GrpokitError:
-        raise
-    except Exception as error:  # only filesystem faults are translated; the rest is re-raised as it is
-        fault = filesystem_fault(error, directories[0] if directories else None)
-        if fault is None:
-            raise
-        raise fault from error
+    """Check that `directories` can be written, then turn any filesystem fault inside into a `FilesystemError`.
 
+    A folder the check created and the run left empty is removed when the run ends (`writable_directories`).
+    """
+    with writable_directories(*directories):
+        try:
+            yield
+        except GrpokitError:
+            raise
+        except Exception as error:  # only filesystem faults are translated; the rest is re-raised as it is
+            fault = filesystem_fault(error, directories[0] if directories else None)
+            if fault is None:
+                raise
+            raise fault from error

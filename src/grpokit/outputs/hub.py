@@ -2,7 +2,7 @@
 
 transformers' Trainer pushes each checkpoint as it is saved (with LoRA: only the adapter) and never
 the model grpokit merges afterwards; a Hub failure then surfaces as a traceback from a background
-upload. grpokit turns the Trainer's pushing off (`RunConfig.to_grpo_config` drops `push_to_hub`) and,
+upload. grpokit turns the Trainer's pushing off (`RunConfig.grpo_config_kwargs` drops `push_to_hub`) and,
 after the final model is saved, uploads that folder's model files in one commit:
 
 | TRL field | meaning here |
@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpokit.config.schema import HubSettings, RunConfig
 from grpokit.errors import RunError
 from grpokit.outputs.files import CONFIG_FILE
 
@@ -56,17 +57,17 @@ class HubPush:
     revision: str | None = None
 
 
-def hub_push_for(trl_args: dict, output_dir: str | Path) -> HubPush | None:
+def hub_push_for(hub: HubSettings, output_dir: str | Path) -> HubPush | None:
     """The push a config asks for (`push_to_hub` and the `hub_*` fields), or None."""
-    if not trl_args.get("push_to_hub"):
+    if not hub.push:
         return None
-    if trl_args.get("hub_strategy") in CHECKPOINT_STRATEGIES:
+    if hub.strategy in CHECKPOINT_STRATEGIES:
         logger.warning(
             "hub_strategy: %s: grpokit pushes the final model only; checkpoints stay in the checkpoint directory",
-            trl_args["hub_strategy"],
+            hub.strategy,
         )
-    repo_id = trl_args.get("hub_model_id") or Path(output_dir).resolve().name
-    return HubPush(repo_id=repo_id, private=trl_args.get("hub_private_repo"), revision=trl_args.get("hub_revision"))
+    repo_id = hub.model_id or Path(output_dir).resolve().name
+    return HubPush(repo_id=repo_id, private=hub.private, revision=hub.revision)
 
 
 def push_model_folder(model_dir: str | Path, push: HubPush, *, token: str | None) -> str:
@@ -110,10 +111,10 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
-def push_final_model(trainer, config, model_dir: str | Path) -> str | None:
+def push_final_model(config: RunConfig, model_dir: str | Path, *, is_main_process: bool) -> str | None:
     """After the final save: push `model_dir` when the config asks (main process only). Returns the commit URL."""
-    push = hub_push_for(config.trl_args, config.options.output_dir)
-    if push is None or not trainer.is_world_process_zero():
+    push = hub_push_for(config.hub, config.options.output_dir)
+    if push is None or not is_main_process:
         return None
     from grpokit.model.loading import hf_token
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from grpokit.errors import GrpokitError
 from grpokit.outputs.files import RUN_LOCK_FILE
-from grpokit.outputs.fs_faults import check_writable_directory
+from grpokit.outputs.fs_faults import writable_directories
 
 logger = logging.getLogger("grpokit.outputs")
 
@@ -135,12 +135,11 @@ def run_lock_for_launched_ranks(output_dir: str | Path, checkpoint_dir: str | Pa
     if node_rank != 0:
         yield
         return
-    check_writable_directory(output_dir)
-    check_writable_directory(checkpoint_dir)
-    lock = acquire_run_lock(output_dir)
-    os.environ[HELD_BY_LAUNCHER_ENV] = str(Path(output_dir).resolve())
-    try:
-        yield
-    finally:
-        os.environ.pop(HELD_BY_LAUNCHER_ENV, None)
-        lock.release()
+    with writable_directories(output_dir, checkpoint_dir):  # and the ones the job left empty are removed after it
+        lock = acquire_run_lock(output_dir)
+        os.environ[HELD_BY_LAUNCHER_ENV] = str(Path(output_dir).resolve())
+        try:
+            yield
+        finally:
+            os.environ.pop(HELD_BY_LAUNCHER_ENV, None)
+            lock.release()

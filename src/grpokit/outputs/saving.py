@@ -1,4 +1,5 @@
-"""Saving the trained model: the LoRA adapter (default) or a merged model, in safetensors, with the tokenizer.
+"""Saving the trained model: the LoRA adapter (default) or a merged model, in safetensors, with the tokenizer;
+and the resolved config next to it (`grpokit_config.yaml`, secrets masked).
 
 The files are written to a staging directory and moved into `output_dir` only once complete, so a
 crash while saving never leaves a half-written model where a loader would find it.
@@ -10,10 +11,12 @@ import logging
 import shutil
 from pathlib import Path
 
-from grpokit.config.schema import GrpokitOptions
+import yaml
+
+from grpokit.config.schema import GrpokitOptions, RunConfig
 from grpokit.model.loading import load_model, torch_dtype
 from grpokit.model.quantization import dequantized, quantized_bits
-from grpokit.outputs.files import MODEL_STAGING_DIR, publish_staged
+from grpokit.outputs.files import CONFIG_FILE, MODEL_STAGING_DIR, atomic_write_text, publish_staged
 
 logger = logging.getLogger("grpokit.saving")
 
@@ -93,3 +96,11 @@ def save_final_model(trainer, options: GrpokitOptions) -> Path:
     publish_staged(staging, output_dir)
     logger.info("saved %s to %s", "merged model" if merge else "adapter" if _is_peft_model(unwrapped) else "model", output_dir)
     return output_dir
+
+
+def save_resolved_config(config: RunConfig, directory: str | Path) -> Path:
+    """Write `grpokit_config.yaml` (the resolved config, secrets masked) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=False, allow_unicode=True)
+    return atomic_write_text(directory / CONFIG_FILE, text)

@@ -4,8 +4,8 @@ A reward is a plain function with TRL's contract, `fn(prompts, completions, **kw
 list[float | None]`, carrying `__name__` (TRL's metric name) and `required_columns`. See
 docs/rewards.md for the config syntax and each built-in's parameters.
 
-The names below are loaded on first use, so the config schema can name `rewards.spec.RewardSpec`
-(and a bad config be reported) without importing every built-in's libraries.
+The names below are loaded on first use, so naming one never imports every built-in's libraries.
+A `rewards:` entry's schema, `RewardSpec`, belongs to the config (`grpokit.config.rewards`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ _EXPORTS = {
     "RewardFunc": "grpokit.rewards.common",
     "text_of": "grpokit.rewards.common",
     "GuardedReward": "grpokit.rewards.policy",
-    "RewardSpec": "grpokit.rewards.spec",
+    "RewardSpec": "grpokit.config.rewards",
     "RewardSet": "grpokit.rewards.reward_set",
     "build_rewards": "grpokit.rewards.reward_set",
-    "default_reward_specs": "grpokit.rewards.reward_set",
+    "default_reward_specs": "grpokit.config.rewards",
     "run_rewards_on_rows": "grpokit.rewards.reward_set",
 }
 

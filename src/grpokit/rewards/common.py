@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from grpokit.data.messages import text_of  # noqa: F401 -- re-exported: every reward reads completions through it
 from grpokit.data.options import ROW_COLUMN  # the row index the data loader adds; reward errors name it
-from grpokit.errors import RewardConfigError
+from grpokit.errors import RewardConfigError, closest_key
 
 # Keyword arguments GRPOTrainer passes to every reward besides the dataset columns.
 TRL_REWARD_KWARGS = frozenset(
@@ -28,44 +29,21 @@ class RewardFunc(Protocol):
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]: ...
 
 
-def text_of(completion: Any) -> str:
-    """Reduce one completion to its text.
-
-    A completion is a string (standard prompts) or, for conversational prompts, a list of message dicts
-    `[{"role": "assistant", "content": ...}]`. A content is a string, None (a message with only tool
-    calls) or a list of parts `{"type": "text", "text": ...}`; text parts are concatenated, other parts
-    (images) ignored. With several messages (tool use), the assistant messages' texts are joined by
-    newlines; tool results are not the model's text and are skipped. A single message dict is accepted.
+def check_parameter_names(reward: str, params: Iterable[str], valid: Sequence[str], *, otherwise: str = "remove it") -> None:
+    """The one unknown-parameter check, for built-in and user rewards alike: every key of `params` is in `valid`.
 
     Raises:
-        TypeError: the completion has none of these shapes.
+        RewardConfigError: naming the first unknown key, the valid ones, and the closest ("did you mean"),
+            else `otherwise`.
     """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        return _content_text(completion.get("content"))
-    if isinstance(completion, list) and all(isinstance(message, Mapping) for message in completion):
-        texts = [
-            _content_text(message.get("content"))
-            for message in completion
-            if message.get("role", "assistant") == "assistant"
-        ]
-        return "\n".join(text for text in texts if text)
-    raise TypeError(
-        f"a completion must be a string or a list of message dicts, got {type(completion).__name__}"
-    )
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content if isinstance(part, Mapping) and part.get("type") == "text"
-        )
-    raise TypeError(f"a message content must be a string or a list of parts, got {type(content).__name__}")
+    for key in params:
+        if key not in valid:
+            close = closest_key(key, list(valid))
+            raise RewardConfigError(
+                f'reward "{reward}" has no parameter "{key}"',
+                where=f"valid parameters of {reward}: {', '.join(valid)}",
+                fix=f'did you mean "{close}"?' if close else f'"{key}": {otherwise}',
+            )
 
 
 def column_values(columns: Mapping[str, Any], column: str, reward_name: str, batch_size: int) -> list:

@@ -3,7 +3,9 @@
 GRPO scores each completion against the other completions of the same prompt (its group). A group
 whose completions all get the same total reward has zero advantage everywhere: it costs a generation
 and a backward pass and teaches nothing. `grpokit probe` measures how many such groups a config
-produces before a run; dynamic sampling (`grpokit.trainer.dynamic_sampling`) drops them during one.
+produces before a run; dynamic sampling (`grpokit.trainer.dynamic_sampling`) drops them during one;
+`zero_spread_fraction` is the per-reward share every training log reports
+(`grpokit.trainer.reward_callbacks`).
 
 Totals follow TRL's rule: the weighted sum of the rewards that scored the completion (a reward that
 gave None is skipped); a completion no reward scored has no total (None) and is left out of its
@@ -85,3 +87,21 @@ def zero_spread_mask_per_reward(
     columns = [[row[k] for row in scores] for k in range(len(scores[0]))]
     masks = [zero_spread_mask(column, group_size, tolerance=tolerance) for column in columns]
     return [all(flags) for flags in zip(*masks)]
+
+
+def zero_spread_fraction(scores: list[float], group_size: int, *, tolerance: float = SPREAD_TOLERANCE) -> float | None:
+    """The share of consecutive groups of `group_size` scores whose scores are all equal (NaN = None: skipped).
+
+    A group with no score left is skipped; None when no group has a score. A last, incomplete group is
+    ignored.
+
+    Example:
+        >>> zero_spread_fraction([1, 1, 0, 1, 2, 2], group_size=2)
+        0.6666666666666666
+    """
+    fractions = []
+    for start in range(0, len(scores) - group_size + 1, group_size):
+        present = [s for s in scores[start : start + group_size] if s is not None and not math.isnan(s)]
+        if present:
+            fractions.append(max(present) - min(present) <= tolerance)
+    return sum(fractions) / len(fractions) if fractions else None

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from grpokit.errors import RewardConfigError
-from grpokit.rewards.common import RewardFunc
+from grpokit.rewards.common import RewardFunc, check_parameter_names
 from grpokit.rewards.http import http_reward
 from grpokit.rewards.isolated import make_isolated_factory
 from grpokit.rewards.json_valid import json_valid_reward
@@ -74,14 +74,7 @@ def resolve_reward(name: str, params: dict[str, Any], *, base_dir: Path | None) 
 def _build_builtin(name: str, params: dict[str, Any]) -> RewardFunc:
     factory = REGISTRY[name]
     valid = list(inspect.signature(factory).parameters)
-    for key in params:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            raise RewardConfigError(
-                f'reward "{name}" has no parameter "{key}"',
-                where=f"valid parameters of {name}: {', '.join(valid)}",
-                fix=f'did you mean "{close[0]}"?' if close else f'remove "{key}"',
-            )
+    check_parameter_names(name, params, valid)
     required = [
         key
         for key, parameter in inspect.signature(factory).parameters.items()

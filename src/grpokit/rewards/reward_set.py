@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grpokit.config.rewards import RewardSpec
 from grpokit.errors import DataError, RewardConfigError
 from grpokit.rewards.common import ROW_COLUMN
 from grpokit.rewards.policy import GuardedReward
 from grpokit.rewards.registry import resolve_reward
-from grpokit.rewards.spec import RewardSpec
-
-
-def default_reward_specs() -> list[RewardSpec]:
-    """The AWS GRPO sample's three rewards, each weight 1.0: rouge_l, length, format."""
-    return [RewardSpec(name="rouge_l"), RewardSpec(name="length"), RewardSpec(name="format")]
 
 
 @dataclass
@@ -37,7 +33,7 @@ class RewardSet:
         return {func.__name__: func.failures for func in self.funcs}
 
 
-def build_rewards(specs: list[RewardSpec], *, base_dir: Path | None = None) -> RewardSet:
+def build_rewards(specs: Sequence[RewardSpec], *, base_dir: Path | None = None) -> RewardSet:
     """Build every configured reward and wrap it in its error policy.
 
     Args:

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from grpokit.errors import RewardConfigError
-from grpokit.rewards.common import TRL_REWARD_KWARGS, RewardFunc
+from grpokit.rewards.common import TRL_REWARD_KWARGS, RewardFunc, check_parameter_names
 
 _FORMAT_FIX = (
     "name a user reward as 'package.module:function', 'package.module.function' or "
@@ -166,16 +166,7 @@ def _check_params(signature: inspect.Signature, params: dict[str, Any], path: st
         for name, p in signature.parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in TRL_REWARD_KWARGS
     ]
-    for key in params:
-        if key not in named:
-            close = difflib.get_close_matches(key, named, n=1)
-            raise RewardConfigError(
-                f'reward "{path}" has no parameter "{key}"',
-                where=f"its parameters: {named}",
-                fix=f'did you mean "{close[0]}"?'
-                if close
-                else "add it to the function's parameters or remove it",
-            )
+    check_parameter_names(path, params, named, otherwise="add it to the function's parameters or remove it")
 
 
 def _required_columns(function: Any, signature: inspect.Signature, params: dict[str, Any]) -> frozenset[str]:

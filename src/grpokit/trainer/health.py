@@ -51,7 +51,6 @@ from grpokit.trainer.health_checks import (
     is_eval_log,
 )
 from grpokit.trainer.health_patience import logs_in_run
-from grpokit.trainer.watchdog import HangWatchdogCallback
 
 logger = logging.getLogger("grpokit.health")
 
@@ -69,9 +68,9 @@ class HealthTrip:
 class HealthCallback(TrainerCallback):
     """Runs the health checks on every log (and the gradient check before every update) and acts on them.
 
-    Place it after `RewardSpreadCallback` (the per-reward shares it names) and before the callbacks
-    that record logs (its `health/<check>` keys reach them). Warnings and events come from rank 0; the
-    stop decision is all-reduced so every rank stops at the same step.
+    It runs after `RewardSpreadCallback` (the per-reward shares it names) and before the callbacks that
+    record logs (its `health/<check>` keys reach them): see `grpokit.trainer.run_callbacks`. Warnings and
+    events come from rank 0; the stop decision is all-reduced so every rank stops at the same step.
     """
 
     def __init__(self, options: HealthOptions, output_dir: str | Path, *, max_completion_length: int | None = None) -> None:
@@ -183,23 +182,6 @@ def gradients_are_finite(model) -> bool:
     if not grads:
         return True
     return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
-
-
-def attach_health(trainer, options: HealthOptions, output_dir: str | Path) -> HealthCallback:
-    """Add the health checks and the hang watchdog to a built GRPOTrainer; returns the health callback."""
-    from grpokit.rewards.spread import RewardSpreadCallback
-
-    callbacks = trainer.callback_handler.callbacks
-    after_spread = next((i + 1 for i, callback in enumerate(callbacks) if isinstance(callback, RewardSpreadCallback)), 0)
-    health = HealthCallback(options, output_dir, max_completion_length=getattr(trainer.args, "max_completion_length", None))
-    callbacks.insert(after_spread, health)  # before the callbacks that record logs
-    trainer.add_callback(HangWatchdogCallback(options.hang, output_dir))  # last: it sees whether this step saves
-    return health
-
-
-def health_trip(trainer) -> HealthTrip | None:
-    """The check that stopped this trainer's run, or None."""
-    return next((cb.trip for cb in trainer.callback_handler.callbacks if isinstance(cb, HealthCallback)), None)
 
 
 def stop_error(trip: HealthTrip):

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from grpokit.data.messages import text_of
 from grpokit.model.generation import GenerationSettings, generate_completions
-from grpokit.rewards.common import text_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

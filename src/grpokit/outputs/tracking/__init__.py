@@ -1,14 +1,16 @@
 """Experiment tracking behind one factory: MLflow, Weights & Biases, and transformers' TensorBoard writer.
 
     tracker = build_trackers(config, is_main_process=True)    # NullTracker when nothing is configured
-    attach_tracking(trainer, config, train_dataset)            # the one call the recipe makes before train()
-    log_final_model(trainer, output_dir)                       # and the one after the model is saved
+    replace_transformers_trackers(trainer, config)             # transformers' own trackers out of the way
+    callback = tracking_callback(trainer, config, train_dataset, is_main_process=True)   # grpokit's, one of the run's callbacks
+    callback.log_final_model(output_dir)                       # after the model is saved
 
 grpokit's own keys switch trackers on (`mlflow_uri` + `mlflow_experiment_name`, `wandb_project`, or
 `wandb_token` alone as in the AWS sample, which logs to the project `grpokit`);
 transformers' MLflowCallback / WandbCallback are removed because they read environment variables and
-log every TrainingArguments field. `report_to: tensorboard` keeps transformers' TensorBoardCallback,
-writing under `<output_dir>/tensorboard`. Tracking never stops a training: see `GuardedTracker`.
+log every TrainingArguments field. `report_to: tensorboard` uses transformers' TensorBoardCallback,
+writing under `<output_dir>/tensorboard`, placed among the run's callbacks after those that add to the
+logs (`tensorboard_callback`). Tracking never stops a training: see `GuardedTracker`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ __all__ = [
     "RunStart",
     "Tracker",
     "TrackingCallback",
-    "attach_tracking",
     "build_trackers",
     "default_run_name",
-    "log_final_model",
+    "replace_transformers_trackers",
+    "tensorboard_callback",
+    "tracking_callback",
 ]
 
 logger = logging.getLogger("grpokit.tracking")
@@ -52,7 +55,7 @@ def default_run_name(model_id: str, now: float | None = None) -> str:
 
 
 def run_name_for(config: RunConfig) -> str:
-    return config.trl_args.get("run_name") or default_run_name(config.options.model_id)
+    return config.run_name or default_run_name(config.options.model_id)
 
 
 def build_trackers(config: RunConfig, *, is_main_process: bool) -> Tracker:
@@ -93,32 +96,36 @@ def build_trackers(config: RunConfig, *, is_main_process: bool) -> Tracker:
     return trackers[0] if len(trackers) == 1 else CompositeTracker(trackers)
 
 
-def _report_to(config: RunConfig) -> list[str]:
-    value = config.trl_args.get("report_to", "none")
-    names = [value] if isinstance(value, str) else list(value or [])
-    return [name for name in names if name != "none"]
-
-
 def replace_transformers_trackers(trainer, config: RunConfig) -> None:
-    """Remove transformers' MLflow / W&B callbacks; point its TensorBoard writer under output_dir."""
+    """Remove transformers' MLflow, W&B and TensorBoard callbacks (grpokit adds its own in the run's order)."""
     from transformers.integrations import MLflowCallback, TensorBoardCallback, WandbCallback
 
-    report_to = _report_to(config)
     for name, callback_class, enabled_by in (
         ("mlflow", MLflowCallback, "mlflow_uri and mlflow_experiment_name"),
         ("wandb", WandbCallback, "wandb_project"),
     ):
         trainer.remove_callback(callback_class)
-        if name in report_to and not _tracker_enabled(config, name):
+        if name in config.report_to and not _tracker_enabled(config, name):
             logger.warning(
                 "report_to: %s does nothing by itself in grpokit; set %s to track to %s",
                 name,
                 enabled_by,
                 name,
             )
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
-            callback.logging_dir = str(Path(config.options.output_dir) / TENSORBOARD_DIR)
+    trainer.remove_callback(TensorBoardCallback)  # `tensorboard_callback` makes the run's own
+
+
+def tensorboard_callback(config: RunConfig):
+    """transformers' TensorBoard writer under `<output_dir>/tensorboard` when `report_to` names tensorboard; else None."""
+    from transformers.integrations import TensorBoardCallback, is_tensorboard_available
+
+    wanted = "tensorboard" in config.report_to or ("all" in config.report_to and is_tensorboard_available())
+    if not wanted:  # `report_to: all` takes it when it is installed, as transformers does
+        return None
+    callback = TensorBoardCallback()
+    if callback.logging_dir is None:  # TENSORBOARD_LOGGING_DIR wins, as in transformers
+        callback.logging_dir = str(Path(config.options.output_dir) / TENSORBOARD_DIR)
+    return callback
 
 
 def _tracker_enabled(config: RunConfig, name: str) -> bool:
@@ -128,17 +135,21 @@ def _tracker_enabled(config: RunConfig, name: str) -> bool:
     return bool(options.resolved_wandb_project)
 
 
-def attach_tracking(
-    trainer, config: RunConfig, train_dataset: Any = None, *, stopped_by_signal: Callable[[], int | None] | None = None
+def tracking_callback(
+    trainer,
+    config: RunConfig,
+    train_dataset: Any = None,
+    *,
+    is_main_process: bool,
+    stopped_by_signal: Callable[[], int | None] | None = None,
 ) -> TrackingCallback:
-    """Set up tracking on a built GRPOTrainer: replace transformers' trackers and add grpokit's callback.
+    """grpokit's tracking callback for a built GRPOTrainer: the trackers the config switches on (none off rank 0).
 
     `stopped_by_signal` says which signal stopped training early (the run then ends KILLED), if any.
     """
-    replace_transformers_trackers(trainer, config)
     options = config.options
-    callback = TrackingCallback(
-        build_trackers(config, is_main_process=trainer.is_world_process_zero()),
+    return TrackingCallback(
+        build_trackers(config, is_main_process=is_main_process),
         run_name=run_name_for(config),
         config=config.to_yaml_dict(),
         output_dir=options.output_dir,
@@ -151,12 +162,3 @@ def attach_tracking(
         register_model_as=options.mlflow_register_model,
         stopped_by_signal=stopped_by_signal,
     )
-    trainer.add_callback(callback)
-    return callback
-
-
-def log_final_model(trainer, model_dir: str | Path) -> None:
-    """Upload the saved model to the trackers that keep models, and register it if `mlflow_register_model` is set."""
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TrackingCallback):
-            callback.log_final_model(Path(model_dir))

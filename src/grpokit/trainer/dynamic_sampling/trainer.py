@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from trl import GRPOTrainer
 
-from grpokit.compat.trl_internals import GenerationRoundHooks
+from grpokit.compat.trl_internals import GenerationRound, GenerationRoundHooks
 from grpokit.config.dynamic_sampling import DynamicSamplingOptions
-from grpokit.errors import ConfigError, RunError
+from grpokit.errors import ConfigError
 from grpokit.rewards.groups import weighted_totals, zero_spread_mask, zero_spread_mask_per_reward
-from grpokit.trainer.generation_rounds import BatchRounds, RoundsSummary
+from grpokit.trainer.dynamic_sampling.rounds import BatchRounds, RoundsSummary
 
 METRIC_PREFIX = "dynamic_sampling/"
 IMAGE_COLUMNS = ("image", "images")
@@ -114,8 +115,10 @@ class DynamicSamplingGRPOTrainer(GenerationRoundHooks, GRPOTrainer):
         self.generation_batches_at_step: tuple[int, int] = (-1, 0)  # (global step, generation batches at it)
         _check_dataset(self.train_dataset)
 
-    def informative_generation_batch(self, inputs: list[dict], generate) -> dict[str, Any]:
-        """The training batch for `inputs` (this process's rows): rounds of `generate` until it holds informative groups."""
+    def informative_generation_batch(
+        self, inputs: list[dict], generate_round: Callable[[list[dict]], GenerationRound]
+    ) -> dict[str, Any]:
+        """The training batch for `inputs` (this process's rows): rounds of `generate_round` until it holds informative groups."""
         accelerator = self.accelerator
         rounds = BatchRounds(
             group_size=self.num_generations,
@@ -123,34 +126,20 @@ class DynamicSamplingGRPOTrainer(GenerationRoundHooks, GRPOTrainer):
             process_index=accelerator.process_index,
             target_rows=len(inputs),
         )
-        rounds.add(*self.scored_round(inputs, generate))
+        first = generate_round(inputs)
+        rounds.add(first.batch, self.zero_spread_flags(first.rewards))
         batch_index = self.next_generation_batch_index()
         extra_started = time.perf_counter()
         while rounds.missing_rows() and rounds.rounds < self.dynamic_sampling.max_rounds:
             rows = self.refill_rows(rounds.next_round_rows(), batch_index=batch_index, round_index=rounds.rounds)
-            rounds.add(*self.scored_round(rows, generate))
+            extra = generate_round(rows)
+            rounds.add(extra.batch, self.zero_spread_flags(extra.rewards))
         extra_seconds = time.perf_counter() - extra_started if rounds.rounds > 1 else 0.0
         batch = rounds.assemble(pad_token_id=self.pad_token_id())
         loss_mask = batch["completion_mask"] if "tool_mask" not in batch else batch["completion_mask"] * batch["tool_mask"]
         batch["num_items_in_batch"] = accelerator.gather(loss_mask.sum()).sum()  # TRL's normalizer, over rows kept
         self.step_statistics.record(rounds.summary(), extra_seconds, global_step=self.state.global_step)
         return batch
-
-    def scored_round(self, rows: list[dict], generate) -> tuple[dict[str, Any], list[bool]]:
-        """TRL's generate-and-score step on `rows`, and the zero-spread flag of each of the round's groups.
-
-        Raises:
-            RunError: TRL's step did not score the round through the hook (a TRL this was not built for).
-        """
-        self.last_round_rewards = None
-        batch = generate(rows)
-        if self.last_round_rewards is None:
-            raise RunError(
-                "dynamic sampling saw no rewards for a generation round: this TRL version scores completions "
-                "another way than TRL 1.16",
-                fix="turn dynamic_sampling off, or install the TRL version in constraints.txt",
-            )
-        return batch, self.zero_spread_flags(self.last_round_rewards)
 
     def zero_spread_flags(self, rewards) -> list[bool]:
         """One flag per group of a round (all processes): True when its rewards show no spread."""

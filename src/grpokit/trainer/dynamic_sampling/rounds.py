@@ -9,7 +9,7 @@ all of them), decides how large the next round must be, and assembles the batch 
 on: its first rows from informative groups, then, only when the rounds ran out, rows of zero-spread
 groups to fill it.
 
-Everything here is plain tensor bookkeeping; `grpokit.trainer.dynamic_sampling` runs the rounds.
+Everything here is plain tensor bookkeeping; `grpokit.trainer.dynamic_sampling.trainer` runs the rounds.
 """
 
 from __future__ import annotations
