@@ -37,8 +37,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from grpokit.config.schema import RunConfig
-from grpokit.outputs.checkpoints import CheckpointMarkerCallback
 from grpokit.outputs.before_after import before_after_callback
+from grpokit.outputs.checkpoints import CheckpointMarkerCallback
 from grpokit.outputs.files import BEFORE_AFTER_FILE, METRICS_FILE, SAMPLE_COMPLETIONS_FILE
 from grpokit.outputs.metrics import MetricsJsonlCallback, SampleCompletionsCallback
 from grpokit.outputs.tracking import (
