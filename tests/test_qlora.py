@@ -22,11 +22,11 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from conftest import TINY_TRAINING
-from grpokit.config import load_config
-from grpokit.model import quantization
+from grpokit.config import bitsandbytes_check, load_config
+from grpokit.config.bitsandbytes_check import bitsandbytes_cpu_problem
 from grpokit.model.builtin import resolve_model_path
 from grpokit.model.loading import load_model, resolve_model
-from grpokit.model.quantization import bitsandbytes_cpu_problem, weight_memory
+from grpokit.model.quantization import weight_memory
 from grpokit.outputs.checkpoints import last_complete_checkpoint
 from grpokit.trainer import train
 
@@ -274,6 +274,6 @@ def test_nproc_2_trains_one_4bit_model_over_gloo(tmp_path, tiny_config):
 
 def test_the_probe_runs_once_per_process(monkeypatch):
     calls = []
-    monkeypatch.setattr(quantization, "_probe_4bit", lambda: calls.append(1))
+    monkeypatch.setattr(bitsandbytes_check, "_probe_4bit", lambda: calls.append(1))
     assert bitsandbytes_cpu_problem(4) is None and bitsandbytes_cpu_problem(4) is None
     assert calls == [1]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from grpokit.config.bitsandbytes_check import bitsandbytes_cpu_problem, quantized_bits
 from grpokit.config.distributed import log_on_main_process
 from grpokit.config.schema import GrpokitOptions
-from grpokit.model.quantization import bitsandbytes_cpu_problem, quantized_bits
 
 logger = logging.getLogger("grpokit.config")
 
