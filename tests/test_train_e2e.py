@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from grpokit.config import load_config
 from grpokit.errors import RunError
 from grpokit.model.builtin import resolve_model_path
+from grpokit.outputs.files import CONFIG_FILE, RUN_INFO_FILE, TRL_DIFFERENCES_FILE
 from grpokit.trainer import train
 
 
@@ -213,4 +214,4 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_empty_checkpoint
     with pytest.raises(RunError):
         run({**tiny_config, "output_dir": str(out), "rewards": [{"name": f"{rewards_file}:broken"}]})
     assert not (out / "checkpoints").exists()  # created by the run (and by TRL's Trainer), left empty: removed
-    assert [path.name for path in out.iterdir()] == ["grpokit_config.yaml"]  # what the run wrote stays
+    assert sorted(path.name for path in out.iterdir()) == sorted([CONFIG_FILE, RUN_INFO_FILE, TRL_DIFFERENCES_FILE])  # what the run wrote stays
