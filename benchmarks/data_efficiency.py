@@ -56,7 +56,8 @@ from benchlib import (
     paired_bounds,
 )
 from grpokit.commands.demo import DEMO_SETTINGS, HeldoutAccuracyCallback, write_training_problems
-from grpokit.model.builtin import addition, resolve_model_path
+from grpokit.model.builtin import resolve_model_path
+from grpokit.tasks import addition
 from grpokit.rewards import build_reward
 from heldout_meter import Meter, measured_callbacks
 

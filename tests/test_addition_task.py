@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from grpokit.model.builtin import addition
-from grpokit.model.builtin.addition import AdditionProblem
+from grpokit.tasks import addition
+from grpokit.tasks.addition import AdditionProblem
 
 
 def test_problem_derives_prompt_and_answer():

@@ -10,7 +10,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from grpokit.errors import ConfigError
-from grpokit.model.builtin import BUILTIN_PREFIX, addition, list_builtin_models, resolve_model_path
+from grpokit.model.builtin import BUILTIN_PREFIX, list_builtin_models, resolve_model_path
+from grpokit.tasks import addition
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from grpokit.commands.demo import DEMO_SETTINGS, DemoOptions, run_demo
 from grpokit.config import load_config, read_yaml_file
-from grpokit.model.builtin import addition
+from grpokit.tasks import addition
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_YAML = REPO / "examples" / "demo.yaml"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from grpokit.cli import app
 from grpokit.commands.evaluate import answer_matches, score_completions
-from grpokit.model.builtin import addition
+from grpokit.tasks import addition
 from grpokit.rewards import RewardSpec, build_rewards
 
 ROWS = [

@@ -27,7 +27,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from grpokit.formatting import fmt
-from grpokit.model.builtin import addition
+from grpokit.tasks import addition
 from grpokit.outputs.files import (
     CONFIG_FILE,
     HELDOUT_COMPLETIONS_FILE,

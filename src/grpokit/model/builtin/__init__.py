@@ -1,7 +1,8 @@
 """Models that ship inside the package, named `builtin:<name>` in a config's `model_id`.
 
 Each lives in a folder next to this file (safetensors weights, config, tokenizer, README), so demos
-and tests run offline. `build_tiny.py` rebuilds `builtin:tiny`.
+and tests run offline. `grpokit.tasks.build_tiny` rebuilds `builtin:tiny` (addition, plain prompts);
+`grpokit.tasks.build_chat` rebuilds `builtin:tiny-chat` (chat prompts: the `tool_task` and `format_task`).
 
 Example:
     >>> resolve_model_path("builtin:tiny")        # '/.../grpokit/model/builtin/tiny'
@@ -22,11 +23,22 @@ from grpokit.errors import ConfigError
 BUILTIN_PREFIX = "builtin:"
 _HERE = Path(__file__).resolve().parent
 
-# name -> description. Explicit on purpose: a stray folder here is not a model.
-_BUILTIN_DESCRIPTIONS = {
+# name -> (description, the module that rebuilds it). Explicit on purpose: a stray folder here is not a model.
+_BUILTINS = {
     "tiny": (
-        "0.9 M parameter Qwen2 with a byte-level tokenizer and ChatML template, warm-started on "
-        "2-digit addition (held-out accuracy about 0.5); for offline demos and tests"
+        (
+            "0.9 M parameter Qwen2 with a byte-level tokenizer and ChatML template, warm-started on "
+            "2-digit addition (held-out accuracy about 0.5); for offline demos and tests"
+        ),
+        "build_tiny",
+    ),
+    "tiny-chat": (
+        (
+            "1.0 M parameter Qwen2 chat model with a byte-level BPE tokenizer and TRL's Qwen2.5 template, "
+            "warm-started to sometimes call a calculator tool and sometimes follow the AWS sample's "
+            "<think>/<answer> format; for the tools and aws-sample demos"
+        ),
+        "build_chat",
     ),
 }
 
@@ -36,13 +48,14 @@ class BuiltinModel:
     name: str  # as written in a config: "builtin:tiny"
     path: Path
     description: str
+    build_module: str  # grpokit.tasks.<build_module> rebuilds it
     num_parameters: int | None  # None when the weights file is missing (the model was never built)
 
 
 def list_builtin_models() -> list[BuiltinModel]:
     """Every built-in model, with its parameter count read from the safetensors header (no weights loaded)."""
     models = []
-    for short_name, description in _BUILTIN_DESCRIPTIONS.items():
+    for short_name, (description, build_module) in _BUILTINS.items():
         path = _HERE / short_name
         weights = path / "model.safetensors"
         models.append(
@@ -50,6 +63,7 @@ def list_builtin_models() -> list[BuiltinModel]:
                 name=BUILTIN_PREFIX + short_name,
                 path=path,
                 description=description,
+                build_module=build_module,
                 num_parameters=_count_safetensors_parameters(weights) if weights.is_file() else None,
             )
         )
@@ -76,7 +90,7 @@ def resolve_model_path(model_id: str) -> str:
         raise ConfigError(
             f"the files of built-in model {model_id!r} are missing from {model.path}",
             where="model_id",
-            fix="reinstall grpokit, or rebuild it: python -m grpokit.model.builtin.build_tiny",
+            fix=f"reinstall grpokit, or rebuild it: python -m grpokit.tasks.{model.build_module}",
         )
     return str(model.path)
 

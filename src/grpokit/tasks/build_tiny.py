@@ -1,6 +1,6 @@
 """Rebuild `builtin:tiny`: a 0.9 M parameter Qwen2 with a byte-level tokenizer, warm-started on addition.
 
-    python -m grpokit.model.builtin.build_tiny [--out DIR] [--steps N] [--seconds S]
+    python -m grpokit.tasks.build_tiny [--out DIR] [--steps N] [--seconds S]
 
 Steps: build the tokenizer (256 byte symbols, no merges, 4 special tokens) -> random-init the model
 from a fixed seed -> supervised warm start on the addition task's training pairs ("a+b=" -> answer
@@ -31,9 +31,9 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from grpokit.model.builtin import addition
+from grpokit.tasks import addition
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "tiny"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "model" / "builtin" / "tiny"
 SEED = 1234
 TRAIN_STEPS = 960  # mid-way up the steep rise of held-out accuracy (0.1 at step 800, 0.75 at 1000)
 BATCH_SIZE = 64
@@ -224,7 +224,7 @@ ChatML chat template. Generation stops at `<|endoftext|>` or `<|im_end|>`.
 
 Weights: random init (seed {SEED}), then a supervised warm start on 2-digit addition ("12+34=" -> "46"
 + `<|endoftext|>`, loss on the answer only) over the training pairs of
-`grpokit.model.builtin.addition.split_pairs()`: {result.steps_run} steps, batch {BATCH_SIZE}, AdamW lr
+`grpokit.tasks.addition.split_pairs()`: {result.steps_run} steps, batch {BATCH_SIZE}, AdamW lr
 {LEARNING_RATE}, torch {torch.__version__} on the CPU with {THREADS} threads.
 Final loss {result.final_loss:.4f}.
 
@@ -232,7 +232,7 @@ Held-out greedy exact-match accuracy (`heldout_problems({EVAL_PROBLEMS})`, pairs
 **{result.heldout_accuracy:.3f}**. It is left well below 1 on purpose: GRPO has room to raise it.
 Plain prompts ("a+b=") only; chat-format prompts were never trained and give garbage.
 
-Rebuild: `python -m grpokit.model.builtin.build_tiny` (under a minute on 2 idle CPU cores). Same torch
+Rebuild: `python -m grpokit.tasks.build_tiny` (under a minute on 2 idle CPU cores). Same torch
 version and thread count -> the same weights, bit for bit. Elsewhere the accuracy may move: the step
 count sits on the steep part of the learning curve (0.14 at step 800, 0.75 at step 1000).
 """

@@ -1,0 +1,206 @@
+"""Generating with tools outside training, token for token as GRPOTrainer's tool loop does (TRL 1.16).
+
+GRPOTrainer renders the prompt with the tools' JSON schemas, generates, parses each completion with
+`trl.chat_template_utils.parse_response`, calls the tools it asked for, and continues generating from
+`prompt ids + completion ids + tool-result ids`, where the tool-result ids are the chat template's
+rendering of the tool messages cut from a dummy conversation (`_gettool_suffix_ids`). This module
+does the same with transformers' `generate()`, so held-out figures are measured on the sequences
+training would see. It is used by the tool task's `measure_tool_use`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ToolRollouts:
+    """Per prompt, `num_samples` completions as message lists (assistant / tool / assistant ...)."""
+
+    completions: list[list[list[dict[str, Any]]]]
+    tool_calls: int
+    tool_failures: int
+
+
+def generate_with_tools(
+    model,
+    tokenizer,
+    prompts: list[list[dict[str, Any]]],
+    tools: list[Callable],
+    *,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    max_tool_calling_iterations: int = 1,
+    batch_size: int = 64,
+) -> ToolRollouts:
+    """Roll out each chat prompt `num_samples` times with `tools` callable, as GRPOTrainer would.
+
+    `num_samples` 1 decodes greedily; more sample at `temperature` (seeded on a forked RNG, so the
+    caller's random stream is untouched). `max_new_tokens` bounds each completion as a whole, tool
+    results included, as `max_completion_length` does in TRL. A tool that raises gives the model
+    `{"error": "..."}` and counts as a failure, as in TRL. The model's train/eval mode and the
+    tokenizer are left as they were.
+
+    Raises:
+        ValueError: the tokenizer's chat template is not one TRL can parse tool calls from.
+    """
+    import torch
+    from trl.chat_template_utils import add_response_schema
+
+    had_template = hasattr(tokenizer, "response_template")
+    previous = getattr(tokenizer, "response_template", None)
+    if previous is None:
+        add_response_schema(tokenizer)  # raises ValueError for a template TRL does not know
+    was_training = model.training
+    model.eval()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            rollouts = [
+                _roll_out(model, tokenizer, prompts[start : start + batch_size], tools, num_samples, temperature,
+                          max_new_tokens, max_tool_calling_iterations)
+                for start in range(0, len(prompts), batch_size)
+            ]  # fmt: skip
+    finally:
+        model.train(was_training)
+        if previous is None:
+            if had_template:
+                tokenizer.response_template = None
+            else:
+                del tokenizer.response_template
+    return ToolRollouts(
+        completions=[per_prompt for batch in rollouts for per_prompt in batch.completions],
+        tool_calls=sum(batch.tool_calls for batch in rollouts),
+        tool_failures=sum(batch.tool_failures for batch in rollouts),
+    )
+
+
+def _roll_out(model, tokenizer, prompts, tools, num_samples, temperature, max_new_tokens, max_iterations) -> ToolRollouts:
+    from trl.chat_template_utils import parse_response
+
+    prompt_ids = [
+        tokenizer.apply_chat_template(prompt, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False)
+        for prompt in prompts
+        for _ in range(num_samples)
+    ]
+    completion_ids = _generate(model, tokenizer, prompt_ids, max_new_tokens, num_samples > 1, temperature)
+    completions = [[parse_response(tokenizer, ids, prefix=p, tools=tools)] for p, ids in zip(prompt_ids, completion_ids)]
+    tool_dict = {tool.__name__: tool for tool in tools}
+    pending = [i for i, completion in enumerate(completions) if completion[0].get("tool_calls")]
+    calls = failures = 0
+    for _ in range(max_iterations):
+        if not pending:
+            break
+        continued_ids, added = [], []
+        for i in pending:
+            messages, made, failed = _call_tools(completions[i][-1]["tool_calls"], tool_dict)
+            calls, failures = calls + made, failures + failed
+            completions[i].extend(messages)
+            added.append(len(messages))
+            continued_ids.append(prompt_ids[i] + completion_ids[i] + tool_suffix_ids(tokenizer, messages))
+        # As in TRL: a sample whose tool result would overflow the completion budget stops before it.
+        fits = [len(ids) - len(prompt_ids[i]) <= max_new_tokens for i, ids in zip(pending, continued_ids)]
+        for i, ok, count in zip(pending, fits, added):
+            if not ok:
+                del completions[i][-count:]
+        pending = [i for i, ok in zip(pending, fits) if ok]
+        continued_ids = [ids for ids, ok in zip(continued_ids, fits) if ok]
+        budgets = [max_new_tokens - (len(ids) - len(prompt_ids[i])) for i, ids in zip(pending, continued_ids)]
+        post_ids = _generate(model, tokenizer, continued_ids, max(budgets, default=0), num_samples > 1, temperature)
+        next_pending = []
+        for i, ids, prefix, budget in zip(pending, post_ids, continued_ids, budgets):
+            ids = ids[:budget]
+            completion_ids[i] = prefix[len(prompt_ids[i]) :] + ids
+            if ids:
+                message = parse_response(tokenizer, ids, prefix=prefix, tools=tools)
+                completions[i].append(message)
+                if message.get("tool_calls"):
+                    next_pending.append(i)
+        pending = next_pending
+    grouped = [completions[start : start + num_samples] for start in range(0, len(completions), num_samples)]
+    return ToolRollouts(completions=grouped, tool_calls=calls, tool_failures=failures)
+
+
+def _call_tools(tool_calls: list[dict], tool_dict: dict[str, Callable]) -> tuple[list[dict], int, int]:
+    """Tool messages for one assistant turn's calls, as TRL builds them; (messages, calls, failures)."""
+    messages, failures = [], 0
+    for tool_call in tool_calls:
+        function = tool_call.get("function", {})
+        name = function.get("name", "unknown")
+        try:
+            if tool_call.get("type") != "function" or name not in tool_dict:
+                raise ValueError(f"Tool {name} not found.")
+            result = tool_dict[name](**function.get("arguments", {}))
+            if inspect.isawaitable(result):
+                raise TypeError(f"Tool {name} is async; this loop calls sync tools only.")
+        except Exception as error:  # noqa: BLE001 -- a failing tool is told to the model and counted, as in TRL
+            failures += 1
+            result = {"error": str(error)}
+        messages.append({"role": "tool", "name": name, "content": str(result)})
+    return messages, len(tool_calls), failures
+
+
+def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:
+    """The template's ids for the tool messages and the next assistant header (TRL's `_gettool_suffix_ids`)."""
+    dummy = [
+        {"role": "user", "content": "dummy"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": tool_messages[0]["name"], "arguments": {}}}],
+        },
+    ]
+    prefix = tokenizer.apply_chat_template(dummy, add_generation_prompt=False, tokenize=True, return_dict=False)
+    full = tokenizer.apply_chat_template(
+        dummy + tool_messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    eos_positions = [i for i, token in enumerate(prefix) if token == tokenizer.eos_token_id]
+    if eos_positions:
+        prefix = prefix[: eos_positions[-1] + 1]
+    if full[: len(prefix)] != prefix:
+        raise ValueError("the chat template does not preserve prefixes; TRL's tool loop needs it to")
+    return full[len(prefix) :]
+
+
+def _generate(model, tokenizer, sequences: list[list[int]], max_new_tokens: int, sample: bool, temperature: float):
+    """Left-padded batched generation; each result is cut after its first EOS (kept, as TRL keeps it)."""
+    import torch
+
+    if not sequences or max_new_tokens <= 0:
+        return [[] for _ in sequences]
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), tokenizer.pad_token_id)  # [B, P]
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)  # [B, P]
+    for row, ids in enumerate(sequences):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention_mask[row, width - len(ids) :] = 1
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if sample else {"do_sample": False}
+    eos_ids = _eos_ids(model, tokenizer)
+    with torch.inference_mode():
+        output = model.generate(  # [B, P + new]
+            input_ids=input_ids.to(model.device),
+            attention_mask=attention_mask.to(model.device),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos_ids,
+            **sampling,
+        )
+    rows = output[:, width:].tolist()  # [B, new]
+    cut = []
+    for row in rows:
+        ends = [k for k, token in enumerate(row) if token in eos_ids]
+        cut.append(row[: ends[0] + 1] if ends else row)
+    return cut
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    """The tokenizer's EOS first, then the generation config's, as GRPOTrainer stops generation."""
+    configured = model.generation_config.eos_token_id
+    configured = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
+    return configured if tokenizer.eos_token_id in configured else [tokenizer.eos_token_id, *configured]
