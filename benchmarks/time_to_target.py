@@ -58,8 +58,8 @@ from benchlib import (
 )
 from grpokit.commands.demo import DEMO_SETTINGS, HeldoutAccuracyCallback, write_training_problems
 from grpokit.model.builtin import resolve_model_path
-from grpokit.tasks import addition
 from grpokit.rewards import build_reward
+from grpokit.tasks import addition
 from heldout_meter import Meter, measured_callbacks
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

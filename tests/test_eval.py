@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from conftest import write_jsonl
 from grpokit.cli import app
 from grpokit.commands.evaluate import answer_matches, score_completions
-from grpokit.tasks import addition
 from grpokit.rewards import RewardSpec, build_rewards
+from grpokit.tasks import addition
 
 ROWS = [
     {"prompt": "10+50=", "answer": "60", "grpokit_row": 0},

@@ -142,8 +142,8 @@ def probe_config(tmp_path: Path) -> Path:
 def test_the_probe_on_the_built_in_model_matches_a_direct_computation(probe_config: Path):
     from grpokit.commands.probe import ProbeOptions, run_probe
     from grpokit.config import load_config
-    from grpokit.tasks import addition
     from grpokit.model.loading import load_tokenizer
+    from grpokit.tasks import addition
 
     config = load_config(probe_config)
     filtered = probe_config.parent / "filtered.jsonl"

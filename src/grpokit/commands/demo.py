@@ -27,7 +27,6 @@ from typing import Any
 from transformers import TrainerCallback
 
 from grpokit.formatting import fmt
-from grpokit.tasks import addition
 from grpokit.outputs.files import (
     CONFIG_FILE,
     HELDOUT_COMPLETIONS_FILE,
@@ -38,6 +37,7 @@ from grpokit.outputs.files import (
     atomic_write_text,
 )
 from grpokit.outputs.report import ACCURACY_KEY, ReportPaths, read_jsonl, series, write_report
+from grpokit.tasks import addition
 
 logger = logging.getLogger("grpokit.demo")
 

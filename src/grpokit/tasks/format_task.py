@@ -216,8 +216,8 @@ def measure_format(
     Raises:
         ValueError: `problems` is empty.
     """
-    from grpokit.model.generation import GenerationSettings, generate_completions
     from grpokit.data.messages import text_of
+    from grpokit.model.generation import GenerationSettings, generate_completions
 
     if not problems:
         raise ValueError("measure_format needs at least one problem")
