@@ -222,6 +222,16 @@ def test_one_line_records_each_config_warning_once_and_the_verbosity_switches():
     finally:
         setup_logging()
     assert logging.getLogger("grpokit").level == logging.INFO
+    cpu_line = logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, "Setting accelerator to CPU. If you have GPU", None, None)
+    other_line = logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, "ZeRO stage 3 needs ...", None, None)
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    assert (deepspeed_logger.filter(cpu_line), deepspeed_logger.filter(other_line)) == (False, True)
+    setup_logging(verbose=True)
+    try:
+        assert deepspeed_logger.filter(cpu_line), "--verbose shows it"
+    finally:
+        setup_logging()
+    assert len(deepspeed_logger.filters) == 1, "set up once however often logging is"
 
 
 def test_the_new_modules_examples_hold():

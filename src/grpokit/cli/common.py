@@ -49,6 +49,20 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning" if verbose else "error")
     if "transformers" in sys.modules:
         sys.modules["transformers"].logging.set_verbosity(logging.WARNING if verbose else logging.ERROR)
+    # DeepSpeed (installed with the dev extra) logs through its own handler, on import, that it fell back
+    # to the CPU; grpokit says what the run uses. The logger object outlives DeepSpeed's set-up of it.
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _NotTheCpuFallbackLine) for f in deepspeed_logger.filters):
+        deepspeed_logger.addFilter(_NotTheCpuFallbackLine())
+
+
+class _NotTheCpuFallbackLine(logging.Filter):
+    """Drops DeepSpeed's "Setting accelerator to CPU" line unless grpokit logs at debug level (--verbose)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger("grpokit").level <= logging.DEBUG:
+            return True
+        return not record.getMessage().startswith("Setting accelerator to CPU")
 
 
 @contextlib.contextmanager
