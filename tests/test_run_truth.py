@@ -87,6 +87,14 @@ def test_a_run_that_learned_nothing_is_told_so_in_three_findings_worked_out_by_h
     assert health_findings([], None) == []
 
 
+def test_a_run_stopped_before_max_steps_is_not_called_healthy():
+    rows = [{"step": step, "grad_norm": 0.5} for step in range(1, 64)]
+    (finding,) = health_findings(rows, {"max_steps": 120})
+    assert (finding.name, finding.text) == ("unfinished", "the run ended at step 63 of 120 (max_steps): it was stopped before the end")
+    assert health_findings(rows, {"max_steps": 63}) == [] and health_findings(rows, {"max_steps": -1}) == []
+    assert health_findings(rows, None) == []
+
+
 def test_a_run_with_findings_is_never_healthy_and_the_verdict_has_three_levels(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

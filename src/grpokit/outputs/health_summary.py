@@ -9,6 +9,7 @@ stopped) run at once and says what held over the run:
 | `nothing_learned` | the gradient norm was 0 on every logged step: no weight moved |
 | `truncation` | every completion was cut at `max_completion_length`, or on average at least `TRUNCATED_SHARE` of them |
 | `zero_spread` | on average at least `ZERO_SPREAD_SHARE` of the groups had the same reward for every completion |
+| `unfinished` | the last logged step is before `max_steps`: the run was stopped (a signal, a health check, a crash) |
 
 `health_findings(metrics, config)` is pure (rows in, findings out); the report puts them at the top of its
 health section and `grpokit train` prints them at the end of every run, with the verdict of
@@ -36,7 +37,7 @@ DYNAMIC_SAMPLING_SHARE = "dynamic_sampling/zero_spread_share"  # the share befor
 class Finding:
     """One thing that held over the whole run: which, in one line, and what to do about it."""
 
-    name: str  # nothing_learned | truncation | zero_spread
+    name: str  # nothing_learned | truncation | zero_spread | unfinished
     text: str
     fix: str
     value: float | None = None  # the share or norm behind it
@@ -55,6 +56,20 @@ def _every_step(count: int, metrics: Sequence[dict[str, Any]]) -> str:
     """'every step (N of N)': said of the logged steps, so a run that logged every 10th step is not overstated."""
     last_step = max((int(line.get("step", 0)) for line in metrics), default=count)
     return f"every step ({count} of {last_step})" if count == last_step else f"every logged step ({count} logs over {last_step} steps)"
+
+
+def _unfinished(metrics: Sequence[dict[str, Any]], config: dict[str, Any] | None) -> Finding | None:
+    """A run whose last logged step falls short of `max_steps` (the last step is always logged)."""
+    max_steps = (config or {}).get("max_steps")
+    steps = [int(line["step"]) for line in metrics if isinstance(line.get("step"), (int, float))]
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps <= 0 or not steps or max(steps) >= max_steps:
+        return None
+    return Finding(
+        "unfinished",
+        f"the run ended at step {max(steps)} of {max_steps} (max_steps): it was stopped before the end",
+        "run the same command again: with `resume: auto` (the default) it goes on from its last checkpoint",
+        max(steps) / max_steps,
+    )
 
 
 def _nothing_learned(metrics: Sequence[dict[str, Any]]) -> Finding | None:
@@ -107,5 +122,5 @@ def health_findings(metrics: Sequence[dict[str, Any]], config: dict[str, Any] | 
     `config` is the resolved config as saved (`grpokit_config.yaml`; None when absent): it names
     `max_completion_length`. Returns the findings, most serious first; [] for a run with no rows.
     """
-    found = [_nothing_learned(metrics), _truncation(metrics, config), _zero_spread(metrics)]
+    found = [_unfinished(metrics, config), _nothing_learned(metrics), _truncation(metrics, config), _zero_spread(metrics)]
     return [finding for finding in found if finding is not None]
