@@ -67,14 +67,7 @@ def demo_trl_settings() -> dict:
 
 def child_plain_trl(data_file: str, output_dir: str, settings_json: str, timings_file: str) -> None:
     """The plain TRL script a user would write (no grpokit import), timing its steps like metrics.jsonl does."""
-    import re
-
-    from datasets import load_dataset
     from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    def exact_match(completions, answer, **kwargs):
-        return [1.0 if (m := re.match(r"\s*([0-9]+)", c)) and m.group(1) == a else 0.0 for c, a in zip(completions, answer)]
 
     class StepIntervals(TrainerCallback):
         def __init__(self) -> None:
@@ -91,14 +84,27 @@ def child_plain_trl(data_file: str, output_dir: str, settings_json: str, timings
                 self.last = now
 
     timer = StepIntervals()
-    dataset = load_dataset("json", data_files=data_file, split="train")
-    config = GRPOConfig(output_dir=f"{output_dir}/checkpoints", bf16=False, use_cpu=True, **json.loads(settings_json))
-    trainer = GRPOTrainer(
-        model=os.environ["TINY_MODEL_PATH"], reward_funcs=exact_match, args=config, train_dataset=dataset, callbacks=[timer]
-    )
+    trainer = plain_trl_trainer(data_file, output_dir, json.loads(settings_json), callbacks=[timer])
     trainer.train()
     trainer.save_model(output_dir)
     Path(timings_file).write_text(json.dumps({"intervals": timer.intervals}))
+
+
+def plain_trl_trainer(data_file: str, output_dir: str, settings: dict, callbacks: list):
+    """The plain TRL script's trainer: its data, exact-match reward and GRPOConfig (step_profile.py builds it too)."""
+    import re
+
+    from datasets import load_dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    def exact_match(completions, answer, **kwargs):
+        return [1.0 if (m := re.match(r"\s*([0-9]+)", c)) and m.group(1) == a else 0.0 for c, a in zip(completions, answer)]
+
+    dataset = load_dataset("json", data_files=data_file, split="train")
+    config = GRPOConfig(output_dir=f"{output_dir}/checkpoints", bf16=False, use_cpu=True, **settings)
+    return GRPOTrainer(
+        model=os.environ["TINY_MODEL_PATH"], reward_funcs=exact_match, args=config, train_dataset=dataset, callbacks=callbacks
+    )
 
 
 def child_grpokit_phases(config_file: str, timings_file: str) -> None:

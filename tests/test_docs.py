@@ -60,7 +60,7 @@ def test_the_performance_section_states_no_figure_outside_the_generated_block(be
     assert not figures, f"figures belong in the generated block, taken from benchmarks/results: {figures}"
 
 
-@pytest.mark.parametrize("name", ["overhead", "data_efficiency", "time_to_target", "startup_errors"])
+@pytest.mark.parametrize("name", ["overhead", "step_profile", "data_efficiency", "time_to_target", "startup_errors"])
 def test_each_results_table_is_rendered_from_its_json(name, benchmark_modules):
     import importlib
 

@@ -42,6 +42,12 @@ class Panel:
 
 
 PANEL_HEIGHT_IN = 2.7  # inches per row of the dynamics grid
+# Grid, tick label size and title place given as rcParams while a figure is built and drawn: its ticks are
+# then made with them, where `ax.grid` / `ax.tick_params` afterwards restyle every tick, and a title at a
+# fixed height skips the search for what lies above each panel (nothing does). About a fifth of a
+# report's drawing time, at the end of every run; the figures look the same.
+STYLE = {"axes.grid": True, "grid.alpha": 0.3, "axes.titley": 1.0}
+PANEL_STYLE = {**STYLE, "xtick.labelsize": "small", "ytick.labelsize": "small"}
 
 
 def points(metrics: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -111,10 +117,17 @@ def plot_panels(
     runs: list[tuple[str, list[dict[str, Any]], list[HealthEvent]]], panels: list[Panel]
 ) -> bytes | None:
     """A PNG grid of `panels` for one run (every line) or several (each run's main line, overlaid); None without panels."""
-    from matplotlib.figure import Figure
+    from matplotlib import rc_context
 
     if not panels:
         return None
+    with rc_context(PANEL_STYLE):
+        return _panels_png(runs, panels)
+
+
+def _panels_png(runs, panels: list[Panel]) -> bytes:
+    from matplotlib.figure import Figure
+
     rows = math.ceil(len(panels) / COLUMNS)
     height = PANEL_HEIGHT_IN * rows
     figure = Figure(figsize=(4.2 * COLUMNS, height), dpi=90)
@@ -156,8 +169,6 @@ def _draw_panel(ax, panel: Panel, runs) -> None:
     ax.set_title(panel.title, fontsize="medium")
     ax.set_xlabel("step", fontsize="small")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.tick_params(labelsize="small")
-    ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0] and (overlay or len(panel.lines) > 1 or panel.references):
         ax.legend(fontsize="x-small")
 
@@ -185,12 +196,19 @@ def _draw_spread(ax, panel: Panel, metrics, color: str) -> None:
 
 def plot_curves(run: RunRecord) -> bytes | None:
     """A PNG of the reward curve and, when logged, the held-out accuracy curve; None without any reward."""
-    from matplotlib.figure import Figure
+    from matplotlib import rc_context
 
     rewards = series(run.metrics, "reward")
     accuracy = series(run.metrics, ACCURACY_KEY)
     if not rewards and not accuracy:
         return None
+    with rc_context(STYLE):
+        return _curves_png(run, rewards, accuracy)
+
+
+def _curves_png(run: RunRecord, rewards, accuracy) -> bytes:
+    from matplotlib.figure import Figure
+
     panels = 2 if rewards and accuracy else 1
     figure = Figure(figsize=(6.0 * panels, 3.6), dpi=100)
     figure.subplots_adjust(left=0.08 / panels, right=0.99, bottom=0.14, top=0.92, wspace=0.18)  # fixed: see plot_panels
@@ -217,7 +235,6 @@ def _draw_rewards(ax, metrics: list[dict[str, Any]], rewards: list[tuple[int, fl
                 ax.plot(*zip(*found), linewidth=1, label=f"{name} (mean)")
     ax.set_title("reward")
     ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
 
 
@@ -227,4 +244,3 @@ def _draw_accuracy(ax, accuracy: list[tuple[int, float]]) -> None:
     ax.set_title("held-out greedy accuracy")
     ax.set_xlabel("step")
     ax.set_ylim(0.0, 1.0)
-    ax.grid(alpha=0.3)
