@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.grpokit-installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core of a 2-core machine; each test file runs whole in one of them.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install demo test test-fast lint lock docs clean
 
@@ -21,11 +24,11 @@ demo: $(STAMP)
 
 # Every test; the 25 slowest are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # Leaves out the tests marked slow: each takes over 5 s on 2 idle cores (training runs, servers, subprocesses).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
