@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.grpokit-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint lock docs clean
+.PHONY: install demo test test-fast lint lock docs gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 # Leaves out the tests marked slow: each takes over 5 s on 2 idle cores (training runs, servers, subprocesses).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
+
+# On one CUDA GPU (about 5-8 minutes): the converted AWS sample with QLoRA and Flash Attention 2, with and
+# without vLLM colocate, against plain TRL (benchmarks/gpu_check.py). Without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
