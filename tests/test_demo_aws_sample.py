@@ -16,11 +16,9 @@ from grpokit.commands.demo_aws_sample_config import (
     DEMO_DROPPED,
     DEMO_OVERRIDES,
     SAMPLE_ARGS,
-    AwsDemoOptions,
     converted_sample_config,
     demo_config_yaml,
     demo_settings,
-    run_aws_sample_demo,
 )
 from grpokit.config import load_config, read_yaml_file
 from grpokit.tasks import format_task
@@ -45,7 +43,7 @@ def test_the_demo_converts_the_samples_own_args_yaml():
 def test_examples_demo_yaml_is_the_demo_config_and_loads():
     text = (SAMPLE_DIR / "demo.yaml").read_text(encoding="utf-8")
     assert text == demo_config_yaml(), (
-        "regenerate: python -c 'from grpokit.commands.demo_aws_sample import demo_config_yaml as d; "
+        "regenerate: python -c 'from grpokit.commands.demo_aws_sample_config import demo_config_yaml as d; "
         "print(d(), end=\"\")' > examples/aws_sample/demo.yaml"
     )
     config = load_config(SAMPLE_DIR / "demo.yaml", cuda_available=False)

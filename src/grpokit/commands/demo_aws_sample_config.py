@@ -98,7 +98,7 @@ def demo_settings(output_dir: str | Path = DEFAULT_OUTPUT_DIR) -> dict[str, Any]
 
 
 EXAMPLE_HEADER = """\
-# The config `grpokit demo --task aws-sample` trains with (grpokit.commands.demo_aws_sample.demo_config_yaml()
+# The config `grpokit demo --task aws-sample` trains with (grpokit.commands.demo_aws_sample_config.demo_config_yaml()
 # writes this file; a test keeps the two equal): the AWS sample's args.yaml converted by
 # `grpokit convert aws-sample` (examples/aws_sample/grpokit.yaml), with the overrides marked below for a
 # 1 M parameter model on 2 CPU cores. The data is the sample's dataset.json layout; the demo writes it.
