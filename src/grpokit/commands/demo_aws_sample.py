@@ -169,12 +169,15 @@ class AwsDemoSummary:
     sampled_rouge_l_precision_before: float
     sampled_rouge_l_precision_after: float
     heldout_prompts: int
+    samples_per_prompt: int  # the sampled figures' samples per held-out prompt, at sample_temperature
+    sample_temperature: float
     steps: int
     train_seconds: float  # wall time of the GRPO steps (no loading, no held-out evaluation)
     train_cpu_seconds: float  # this process's CPU time over the same steps
     heldout_eval_seconds: float
     total_seconds: float
-    load_average: float  # the machine's 1-minute load average at the end (others' work slows the wall time)
+    load_average_start: float  # the machine's 1-minute load average before and after training: others' work
+    load_average_end: float  # slows the wall time (2 cores: a load over 2 means waiting for a core)
     torch_threads: int
     seed: int
 
@@ -231,7 +234,7 @@ def run_aws_sample_demo(
     threads = torch.get_num_threads()
     torch.set_num_threads(options.threads)
     try:
-        cpu_started = time.process_time()
+        load_before, cpu_started = os.getloadavg()[0], time.process_time()
         result = train(config, console=console, extra_callbacks=[heldout])
         cpu_seconds = time.process_time() - cpu_started
     finally:
@@ -247,12 +250,15 @@ def run_aws_sample_demo(
         sampled_rouge_l_precision_before=before.sampled_rouge_l_precision,
         sampled_rouge_l_precision_after=after.sampled_rouge_l_precision,
         heldout_prompts=len(heldout.problems),
+        samples_per_prompt=options.samples,
+        sample_temperature=options.sample_temperature,
         steps=result.global_step,
         train_seconds=result.train_seconds - heldout.eval_seconds,
         train_cpu_seconds=cpu_seconds - heldout.eval_cpu_seconds,
         heldout_eval_seconds=heldout.eval_seconds,
         total_seconds=time.perf_counter() - started,
-        load_average=os.getloadavg()[0],
+        load_average_start=load_before,
+        load_average_end=os.getloadavg()[0],
         torch_threads=options.threads,
         seed=seed,
     )
@@ -271,7 +277,7 @@ def summary_table(result: AwsDemoResult):
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     greedy = f"{s.heldout_prompts} held-out prompts, greedy"
-    sampled = f"{s.heldout_prompts} x 4 samples at temperature 1.0"
+    sampled = f"{s.heldout_prompts} x {s.samples_per_prompt} samples at temperature {s.sample_temperature}"
     table.add_row("format reward", f"{s.format_before:.3f} -> [bold]{s.format_after:.3f}[/] ({_points(s.format_before, s.format_after)}; {greedy})")
     table.add_row("ROUGE-L precision", f"{s.rouge_l_precision_before:.3f} -> [bold]{s.rouge_l_precision_after:.3f}[/] ({_points(s.rouge_l_precision_before, s.rouge_l_precision_after)}; {greedy})")
     table.add_row("format reward", f"{s.sampled_format_before:.3f} -> {s.sampled_format_after:.3f} ({sampled})")
@@ -279,7 +285,7 @@ def summary_table(result: AwsDemoResult):
     table.add_row(
         "GRPO training",
         f"{s.steps} steps, {s.train_seconds:.0f} s wall, {s.train_cpu_seconds:.0f} s CPU ({s.torch_threads} thread; "
-        f"load average {s.load_average:.1f}) +{s.heldout_eval_seconds:.0f} s evaluating; {s.total_seconds:.0f} s in all",
+        f"load average {s.load_average_start:.1f} -> {s.load_average_end:.1f}) +{s.heldout_eval_seconds:.0f} s evaluating; {s.total_seconds:.0f} s in all",
     )
     table.add_row("report", str(result.report.html))
     table.add_row("summary", str(result.summary_path))
