@@ -268,14 +268,15 @@ def load_model_for_inference(model_ref: str, options: GrpokitOptions):
 
     has_cuda = torch.cuda.is_available()
     local = Path(resolve_model_path(model_ref)).expanduser()
-    if (local / "adapter_config.json").is_file():
+    is_adapter = (local / "adapter_config.json").is_file()
+    if is_adapter:
         model, tokenizer = _load_adapter(local, options)
     else:
         model_options = options.model_copy(update={"model_id": model_ref, "load_in_4bit": False, "load_in_8bit": False})
         model = load_model(model_options, gradient_checkpointing=False)
         tokenizer = load_tokenizer(model_options)
-    if has_cuda and not quantized_bits(options):
-        model = model.to("cuda")  # a quantized model is placed on its device while loading
+    if has_cuda and not (is_adapter and quantized_bits(options)):
+        model = model.to("cuda")  # a quantized base is placed on its device while loading
     return model.eval(), tokenizer
 
 
