@@ -81,7 +81,11 @@ def test_the_demo_writes_the_samples_dataset_json_layout_without_heldout_questio
 @pytest.mark.slow
 def test_a_short_demo_writes_summary_report_and_heldout_completions(tmp_path):
     out = tmp_path / "demo"
-    result = run_aws_sample_demo(out, overrides=["max_steps=2", "per_device_train_batch_size=16"], options=SHORT)
+    result = run_aws_sample_demo(  # --config: the example file, its data paths placed in `out`
+        out, config_path=SAMPLE_DIR / "demo.yaml", overrides=["max_steps=2", "per_device_train_batch_size=16"], options=SHORT
+    )
+    saved = read_yaml_file(out / "grpokit_config.yaml")
+    assert (saved["output_dir"], saved["train_dataset_path"]) == (str(out), f"{out}/data/train/")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["steps"] == 2 and summary["train_cpu_seconds"] > 0 and summary["torch_threads"] == 1
     assert summary["format_after"] == result.summary.format_after
