@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: install demo test test-fast lint lock docs clean
+.PHONY: install demo test test-fast lint lock docs gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 # Leaves out the tests marked slow: each takes over 5 s on 2 idle cores (training runs, servers, subprocesses).
 test-fast: $(STAMP)
 	$(PY) -m pytest $(XDIST) -m "not slow" --durations=25 $(PYTEST_ARGS)
+
+# On one CUDA GPU (about 5-8 minutes): the converted AWS sample with QLoRA and Flash Attention 2, with and
+# without vLLM colocate, against plain TRL (benchmarks/gpu_check.py). Without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -168,8 +168,9 @@ def test_commands_do_not_import_from_the_training_recipe():
         if target.startswith("grpokit.trainer")
     ]
     assert offenders == []
-    demo_imports = [(target, names) for target, _, names in imported_modules("grpokit.commands.demo")]
-    assert all(names == ["train"] for target, names in demo_imports if target.startswith("grpokit.trainer"))
+    for demo in ("grpokit.commands.demo", "grpokit.commands.demo_aws_sample"):
+        demo_imports = [(target, names) for target, _, names in imported_modules(demo)]
+        assert all(names == ["train"] for target, names in demo_imports if target.startswith("grpokit.trainer"))
 
 
 def private_accesses(name: str, source: str | None = None) -> list[str]:

@@ -30,6 +30,17 @@ def test_without_cuda_it_says_so_and_exits_cleanly(tmp_path):
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the path for a machine without CUDA")
+def test_make_gpu_check_runs_the_script(tmp_path):
+    # PY: this interpreter; STAMP empty: no install step (make's own `make test` set-up has done it).
+    result = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "gpu-check", f"PY={sys.executable}", "STAMP="],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("gpu_check: no CUDA GPU found"), result.stdout
+
+
 def test_the_configs_it_runs_are_the_converted_sample_with_only_the_check_settings_changed(tmp_path):
     check = gpu_check_module()
     model_dir = tmp_path / "model"

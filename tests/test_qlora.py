@@ -218,6 +218,50 @@ def test_an_8bit_run_trains_quantized_and_moves_lora(tiny_config):
     assert saved["load_in_8bit"] is True
 
 
+def base_linear_layers(model) -> dict[str, int]:
+    """bitsandbytes' quantized layers (and plain float linear layers) of a loaded model."""
+    import bitsandbytes as bnb
+
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+            counts[type(module).__name__] = counts.get(type(module).__name__, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("bits", [4, pytest.param(8, marks=pytest.mark.slow)])
+def test_eval_loads_a_qlora_adapters_base_quantized_as_the_run_trained_it(bits, tiny_config, addition_jsonl):
+    from peft import PeftModel
+
+    from grpokit.commands.evaluate import EvalOptions, options_as_trained, run_eval
+    from grpokit.model.loading import load_model_for_inference
+
+    key = f"load_in_{bits}bit"
+    trained = load_config(data={**tiny_config, key: True, "learning_rate": 1e-2}, cuda_available=False)
+    train(trained)
+    out = Path(tiny_config["output_dir"])
+    assert (out / "adapter_config.json").is_file()
+    # The config given to `grpokit eval` does not say the run was quantized: the run's saved config does.
+    plain = load_config(data={**tiny_config, "test_dataset_path": str(addition_jsonl)}, cuda_available=False)
+    as_trained = options_as_trained(str(out), plain.options)
+    assert getattr(as_trained, key) is True and getattr(plain.options, key) is False
+    model, tokenizer = load_model_for_inference(str(out), as_trained)
+    assert base_linear_layers(model) == {"Linear4bit" if bits == 4 else "Linear8bitLt": 28}
+
+    prompts = [f"{a}+{b}=" for a, b in zip(range(50, 70), range(3, 23))]
+    eval_logits, eval_tokens = greedy_logits_and_tokens(model, tokenizer, prompts)
+    reference = PeftModel.from_pretrained(load_model(trained.options, gradient_checkpointing=False), str(out)).eval()
+    reference_logits, reference_tokens = greedy_logits_and_tokens(reference, tokenizer, prompts)
+    assert torch.equal(eval_logits, reference_logits) and torch.equal(eval_tokens, reference_tokens)
+    unquantized, _ = load_model_for_inference(str(out), plain.options)  # what eval loaded before
+    assert base_linear_layers(unquantized) == {}
+    unquantized_logits, _ = greedy_logits_and_tokens(unquantized, tokenizer, prompts)
+    assert (unquantized_logits - reference_logits).abs().max() > 1e-3, "the quantization error shows in the logits"
+
+    report = run_eval(plain, str(out), EvalOptions(max_rows=4), output_dir=out / "eval")
+    assert report.result.num_completions == 4 and report.eval_path.is_file()
+
+
 # ----------------------------------------------------------------------------- faults and processes
 
 

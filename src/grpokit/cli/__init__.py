@@ -7,6 +7,7 @@ health check (checkpoint saved), 4 stopped by the hang watchdog, 130 / 143 stopp
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -149,22 +150,39 @@ def models() -> None:
     stdout.print(table)
 
 
+class DemoTask(str, Enum):
+    """`grpokit demo --task`: what the demo teaches."""
+
+    addition = "addition"  # builtin:tiny, 2-digit addition (commands/demo.py)
+    aws_sample = "aws-sample"  # builtin:tiny-chat, the AWS sample's config, rewards and format (commands/demo_aws_sample.py)
+
+
 @app.command()
 def demo(
     output_dir: Annotated[
-        Path, typer.Option(help="Where the model, summary.json and report.html go.")
-    ] = Path("outputs/demo"),
+        Path | None,
+        typer.Option(help="Where the model, summary.json and report.html go (default: outputs/demo, outputs/demo-aws-sample for --task aws-sample)."),
+    ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="Another demo config (default: the settings of examples/demo.yaml).")
+        Path | None,
+        typer.Option(help="Another demo config (default: examples/demo.yaml's settings; examples/aws_sample/demo.yaml's for --task aws-sample)."),
     ] = None,
     set_: SetOption = None,
+    task: Annotated[
+        DemoTask,
+        typer.Option(help="addition: builtin:tiny learns 2-digit addition (20 s). aws-sample: the AWS sample's converted config (QLoRA 4-bit, its three rewards, its system prompt) trains builtin:tiny-chat (about 5 min)."),
+    ] = DemoTask.addition,
 ) -> None:
-    """Teach the built-in tiny model 2-digit addition with GRPO; show held-out accuracy before and after."""
+    """Train a built-in model with GRPO on a task; show held-out figures before and after, and a report."""
     setup_logging()
     with reporting_errors():
-        from grpokit.commands.demo import run_demo, summary_table
+        if task is DemoTask.aws_sample:
+            from grpokit.commands.demo_aws_sample import DEFAULT_OUTPUT_DIR, summary_table
+            from grpokit.commands.demo_aws_sample import run_aws_sample_demo as run_demo
+        else:
+            from grpokit.commands.demo import DEFAULT_OUTPUT_DIR, run_demo, summary_table
 
-        result = run_demo(output_dir, config_path=config, overrides=set_ or [], console=console)
+        result = run_demo(output_dir or Path(DEFAULT_OUTPUT_DIR), config_path=config, overrides=set_ or [], console=console)
         stdout.print(summary_table(result))
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grpokit.config.schema import GrpokitOptions, RunConfig
+from grpokit.config.yaml_file import read_yaml_file
 from grpokit.data.messages import text_of
 from grpokit.data.options import ROW_COLUMN
 from grpokit.errors import DataError
 from grpokit.formatting import fmt
 from grpokit.model.generation import GenerationSettings, generate_completions
 from grpokit.model.loading import load_model_for_inference
-from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE, atomic_write_text
+from grpokit.outputs.files import CONFIG_FILE, EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE, atomic_write_text
 from grpokit.pipeline import build_reward_set, generation_settings, load_split_rows
 from grpokit.rewards.match import answer_block, normalize_text, numbers_in, parse_number
 from grpokit.rewards.reward_set import RewardSet, run_rewards_on_rows
@@ -126,7 +127,7 @@ def evaluate_model(
     options: EvalOptions,
 ) -> EvalResult:
     """Load `model_ref`, generate `settings.num_samples` completions per row and score them."""
-    model, tokenizer = load_model_for_inference(model_ref, grpokit_options)
+    model, tokenizer = load_model_for_inference(model_ref, options_as_trained(model_ref, grpokit_options))
     logger.info("generating %d x %d completions with %s", len(rows), settings.num_samples, model_ref)
     completions, completion_ids = generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
     return score_completions(
@@ -138,6 +139,31 @@ def evaluate_model(
         split=options.split,
         reference_column=options.reference_column,
     )
+
+
+QUANTIZATION_KEYS = ("load_in_4bit", "load_in_8bit")
+
+
+def options_as_trained(model_ref: str, grpokit_options: GrpokitOptions) -> GrpokitOptions:
+    """`grpokit_options` with the quantization a run's output directory was trained with.
+
+    A run's `grpokit_config.yaml` (in `model_ref`, a run's output directory) records whether its base
+    model was loaded in 4 or 8 bits; an adapter trained on a quantized base is evaluated on that base
+    quantized the same way, whatever the config given to `grpokit eval` says. Anything else (a
+    checkpoint folder, a model id) keeps `grpokit_options`.
+
+    Raises:
+        ConfigError: the saved config cannot be read.
+    """
+    saved = Path(model_ref) / CONFIG_FILE
+    if not saved.is_file():
+        return grpokit_options
+    trained = read_yaml_file(saved)
+    update = {key: bool(trained[key]) for key in QUANTIZATION_KEYS if key in trained}
+    changed = {key: value for key, value in update.items() if getattr(grpokit_options, key) != value}
+    if changed:
+        logger.info("%s was trained with %s (%s); loading it so", model_ref, ", ".join(f"{k}: {v}" for k, v in changed.items()), saved.name)
+    return grpokit_options.model_copy(update=update)
 
 
 def default_output_dir(model: str, config: RunConfig) -> Path:

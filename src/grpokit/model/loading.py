@@ -254,28 +254,47 @@ def lora_config(options: GrpokitOptions):
 def load_model_for_inference(model_ref: str, options: GrpokitOptions):
     """Model (eval mode, on the GPU when there is one) and tokenizer for a saved adapter, a model or an id.
 
-    A directory with `adapter_config.json` is a LoRA adapter: loaded with peft's
-    `AutoPeftModelForCausalLM` (its base model from the adapter's config), its tokenizer from the
-    directory when saved there, else from the base model.
+    A directory with `adapter_config.json` is a LoRA adapter: its base model (named in the adapter's
+    config) is loaded as `options` say, quantized to 4 or 8 bits too when `load_in_4bit` /
+    `load_in_8bit` is set (an adapter trained on a quantized base learned corrections to the quantized
+    weights: `options` should be the run's, as `commands.evaluate.options_as_trained` gives them), then
+    the adapter on top; the tokenizer comes from the directory when saved there, else from the base.
+    Any other model loads unquantized (a merged model is saved in float).
+
+    Raises:
+        ConfigError: the model, its base or its tokenizer cannot be found or loaded.
     """
     import torch
 
     has_cuda = torch.cuda.is_available()
     local = Path(resolve_model_path(model_ref)).expanduser()
-    if (local / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype(options, has_cuda=has_cuda))
-        has_tokenizer = (local / "tokenizer_config.json").is_file()
-        base = model.peft_config["default"].base_model_name_or_path
-        tokenizer = load_tokenizer(options.model_copy(update={"model_id": str(local) if has_tokenizer else base}))
+    is_adapter = (local / "adapter_config.json").is_file()
+    if is_adapter:
+        model, tokenizer = _load_adapter(local, options)
     else:
         model_options = options.model_copy(update={"model_id": model_ref, "load_in_4bit": False, "load_in_8bit": False})
         model = load_model(model_options, gradient_checkpointing=False)
         tokenizer = load_tokenizer(model_options)
-    if has_cuda:
-        model = model.to("cuda")
+    if has_cuda and not (is_adapter and quantized_bits(options)):
+        model = model.to("cuda")  # a quantized base is placed on its device while loading
     return model.eval(), tokenizer
+
+
+def _load_adapter(adapter_dir: Path, options: GrpokitOptions):
+    """The saved adapter on its base model, loaded with `options`' dtype and quantization."""
+    from peft import PeftConfig, PeftModel
+
+    try:
+        base_id = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    except (OSError, ValueError) as error:
+        raise _load_error(options.model_copy(update={"model_id": str(adapter_dir)}), "adapter", error) from None
+    base_options = options.model_copy(update={"model_id": base_id})
+    bits = quantized_bits(base_options)
+    logger.info("loading the adapter's base model %s%s", base_id, f" in {bits}-bit, as trained" if bits else "")
+    model = PeftModel.from_pretrained(load_model(base_options, gradient_checkpointing=False), str(adapter_dir))
+    has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
+    tokenizer = load_tokenizer(options.model_copy(update={"model_id": str(adapter_dir) if has_tokenizer else base_id}))
+    return model, tokenizer
 
 
 CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
