@@ -24,7 +24,7 @@ from grpokit.cli.common import (
     stdout,
 )
 from grpokit.cli.launch import launch_app
-from grpokit.cli.migration import accelerate_launch_options, print_default_differences
+from grpokit.cli.migration import accelerate_launch_options, print_default_differences, print_overrides
 from grpokit.cli.migration import convert as convert_command
 from grpokit.cli.train import train_here, train_with_torchrun
 from grpokit.formatting import fmt
@@ -92,6 +92,7 @@ def validate(
         report = run_validation(run_config, rows=rows, trial_step=trial_step)
         stdout.print(f"[green]config ok[/]: {config}")
         print_default_differences(run_config)
+        print_overrides(run_config)
         stdout.print(f"[green]data ok[/]: {report.data_description}")
         for line in report.prompt_lengths:
             stdout.print(f"[green]prompts ok[/]: {line}")

@@ -69,6 +69,16 @@ def print_default_differences(config) -> None:
         stdout.print(f"  {line}", highlight=False, markup=False)
 
 
+def print_overrides(config) -> None:
+    """One line per value of `config` the run does not use as written (changed for this machine, or inert)."""
+    lines = config.override_lines
+    if not lines:
+        return
+    stdout.print(f"not used as written: {len(lines)} value{'s' if len(lines) > 1 else ''} of the config:", highlight=False)
+    for line in lines:
+        stdout.print(f"  {line}", highlight=False, markup=False)
+
+
 def accelerate_launch_options(config_file: ConfigFile, given: dict) -> tuple[int | None, dict]:
     """(processes per machine, rendezvous options) an accelerate config under `distributed:` asks for.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,9 +28,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from grpokit.config.distributed import DistributedSetup, apply_distributed, resolve_distributed
-from grpokit.config.fallbacks import apply_cpu_fallbacks, cuda_available
+from grpokit.config.distributed import DistributedSetup, apply_distributed, log_on_main_process, resolve_distributed
+from grpokit.config.fallbacks import cpu_fallbacks, cpu_trl_settings, cuda_available
+from grpokit.config.inert import inert_options
 from grpokit.config.migration import read_foreign_keys, split_trl_cli_keys
+from grpokit.config.overrides import Override, apply_to_trl_args, changed_options, lines
+from grpokit.config.packages import check_packages
 from grpokit.config.rewards import run_reward_specs
 from grpokit.config.schema import GrpokitOptions, RunConfig
 from grpokit.config.trl_cli import trl_cli_keys
@@ -43,6 +47,7 @@ from grpokit.config.trl_fields import (
 )
 from grpokit.config.value_rules import (
     check_documented_choices,
+    check_evaluation_data,
     check_optimizer_and_schedule,
     check_training_length,
 )
@@ -51,6 +56,7 @@ from grpokit.errors import ConfigError, config_error_from_validation, unknown_ke
 from grpokit.secrets import remember_secrets_in
 
 OVERRIDES_NOTE = " (with --set overrides)"
+logger = logging.getLogger("grpokit.config")
 
 
 def own_keys() -> set[str]:
@@ -184,7 +190,17 @@ class _Resolving:
     base_dir: Path
     trl_origins: dict[str, str]
     distributed: DistributedSetup | None
-    fallback_warnings: list[str]
+    overrides: list[Override] = field(default_factory=list)
+
+    def apply(self, overrides: list[Override]) -> None:
+        """Apply the overrides a step decided (`config.overrides`), and keep them for the record."""
+        options = changed_options(overrides)
+        if options:
+            self.options = self.options.model_copy(update=options)
+        if "distributed" in options:  # the sharding fallback: ddp instead of the file's FSDP / DeepSpeed
+            self.distributed = resolve_distributed(options["distributed"], self.base_dir, self.source)
+        apply_to_trl_args(overrides, self.trl_args)
+        self.overrides += overrides
 
 
 def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, world_size: int | None = None) -> RunConfig:
@@ -193,6 +209,9 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     `world_size` (default: `WORLD_SIZE` from the environment) lets a launcher check a config for the
     job it is about to start; TRL's `GRPOConfig` of this process is then not built (the job builds
     its own, since TRL measures the world of the process it runs in).
+
+    Every value the run does not use as written (the CPU fallbacks, what the `distributed:` setup or an
+    inert option leaves unused) is one `Override` in `RunConfig.overrides`, logged here once.
 
     Raises `ConfigError` naming the key, the file and a fix for unknown keys, wrong types, missing
     required keys, impossible batch arithmetic and options TRL rejects.
@@ -213,11 +232,11 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
         raise config_error_from_validation(error, source, model=GrpokitOptions) from None
     theirs = check_trl_values(foreign.theirs, source)  # the first step that imports TRL
     trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
-    _refuse_reward_weights(trl_args, source)
-    reward_specs = run_reward_specs(options.rewards, options.reward_model_name_or_path, source=source)
+    reward_specs = run_reward_specs(
+        options.rewards, options.reward_model_name_or_path, reward_weights=trl_args.pop("reward_weights", None), source=source
+    )
     loaded_trl_args = dict(trl_args)
     has_cuda = _cuda_available() if cuda_available is None else cuda_available
-    fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
     config = _Resolving(
         options=options,
         trl_args=trl_args,
@@ -225,39 +244,39 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
         base_dir=file.base_dir,
         trl_origins=foreign.origins(loaded_trl_args, loaded_trl_args, GRPOKIT_TRL_DEFAULTS),
         distributed=file.distributed_setup if options.distributed is not None else None,  # read once per process
-        fallback_warnings=fallback_warnings,
     )
+    config.apply(foreign.overrides)  # fields of an older TRL release: mapped, or acting on nothing
+    if not has_cuda:
+        config.apply(cpu_fallbacks(config.options, trl_args, theirs))
+        trl_args.update(cpu_trl_settings(trl_args))
     processes = world_size_from_env() if world_size is None else world_size
-    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=processes)
+    config.apply(apply_distributed(config, has_cuda=has_cuda, world_size=processes))
+    check_packages(config.options, trl_args, config.distributed, has_cuda=has_cuda, source=source)
+    config.apply(inert_options(config.options, trl_args))
     config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)
     check_batch_arithmetic(trl_args, world_size=processes, source=source)
     check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
     check_training_length(trl_args, source)
+    check_evaluation_data(config.options, trl_args, source)
+    log_on_main_process(logger, lines(config.overrides))
     resolved = RunConfig(
-        options=options,
+        options=config.options,
         trl_args=MappingProxyType(trl_args),
         source=source,
         base_dir=config.base_dir,
         distributed=config.distributed,
         reward_specs=reward_specs,
-        fallback_warnings=config.fallback_warnings,
+        overrides=tuple(config.overrides),
         trl_origins=MappingProxyType(config.trl_origins),
     )
     if world_size is not None:
         return resolved
     # TRL's GRPOConfig of this process, built once: TRL validates it here, at load, and every stage reads it
-    grpo_config = build_grpo_config(resolved.grpo_config_kwargs(), output_dir=options.resolved_checkpoint_dir, source=source)
+    grpo_config = build_grpo_config(
+        resolved.grpo_config_kwargs(), output_dir=config.options.resolved_checkpoint_dir, source=source
+    )
     check_optimizer_and_schedule(grpo_config, trl_args, source)
     return replace(resolved, grpo_config=grpo_config)
-
-
-def _refuse_reward_weights(trl_args: Mapping[str, Any], source: str) -> None:
-    if "reward_weights" in trl_args:
-        raise ConfigError(
-            "reward_weights is set, but grpokit takes each reward's weight from the rewards: list",
-            where=source,
-            fix="remove reward_weights and give each reward a weight: in rewards:",
-        )
 
 
 def load_config(

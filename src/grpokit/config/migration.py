@@ -22,6 +22,7 @@ from typing import Any
 from grpokit.config import trl_versions
 from grpokit.config.aws_sample import aws_sample_warning, looks_like_aws_sample
 from grpokit.config.distributed import log_on_main_process
+from grpokit.config.overrides import Override
 from grpokit.config.trl_cli import options_from_trl_cli, trl_cli_keys
 
 logger = logging.getLogger("grpokit.config")
@@ -35,6 +36,7 @@ class ForeignKeys:
     theirs: dict[str, Any]
     pinned: trl_versions.PinnedDefaults | None = None
     warnings: list[str] = field(default_factory=list)
+    overrides: list[Override] = field(default_factory=list)  # keys read as another tool read them, or inert
 
     def trl_args(self, grpokit_defaults: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
         """today's TRL defaults < pinned release < grpokit's defaults < the file (`theirs`, type-checked)."""
@@ -110,7 +112,7 @@ def read_foreign_keys(
         ours = {key: value for key, value in ours.items() if value is not None or key in raw_keys or key == "lora_target_modules"}
         for key in mapped.consumed_trl_fields:
             theirs.pop(key, None)
-    result = ForeignKeys(ours=ours, theirs=theirs)
+    result = ForeignKeys(ours=ours, theirs=theirs, overrides=list(mapped.overrides) if cli_keys else [])
     if ours.get("trl_defaults") is not None:
         version = trl_versions.resolve_version(str(ours["trl_defaults"]), source)
         ours["trl_defaults"] = version

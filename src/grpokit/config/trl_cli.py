@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
+from grpokit.config.overrides import INERT, Override
 from grpokit.config.trl_names import dataclass_field_names
 from grpokit.errors import ConfigError
 
@@ -59,8 +60,8 @@ TRL_REWARDS: dict[str, dict[str, Any]] = {
     # trl grpo builds it with these values (trl/scripts/grpo.py)
     "get_soft_overlong_punishment": {"name": "overlong_penalty", "max_completion_length": 1280, "cache_length": 256},
 }
-# Keys trl grpo accepts but does not read either: accepted, no effect.
-NO_EFFECT_KEYS = ("ignore_bias_buffers",)
+# Keys trl grpo accepts but does not read either: accepted, no effect (said once, as an override).
+NO_EFFECT_KEYS = {"ignore_bias_buffers": "trl grpo's script accepts it and does not read it either"}
 TRL_CLI_MARKER = "model_name_or_path"  # a file naming its model this way is a `trl grpo` config
 
 
@@ -75,6 +76,7 @@ class TrlCliOptions:
     defaults: dict[str, Any] = field(default_factory=dict)  # TRL ModelConfig defaults for a `trl grpo` config
     options: dict[str, Any] = field(default_factory=dict)
     consumed_trl_fields: set[str] = field(default_factory=set)  # GRPOConfig fields moved into options (reward_weights)
+    overrides: list[Override] = field(default_factory=list)  # keys accepted that act on nothing
 
 
 @functools.cache
@@ -129,6 +131,9 @@ def options_from_trl_cli(
         _set_option(mapped.options, ours, "rewards", _reward_specs(cli_keys, ours, theirs, source), "reward_funcs", source)
         mapped.options["reward_model_name_or_path"] = None  # now the first entry of rewards:
         mapped.consumed_trl_fields.add("reward_weights")
+    mapped.overrides += [
+        Override(key, cli_keys[key], INERT, why) for key, why in NO_EFFECT_KEYS.items() if cli_keys.get(key)
+    ]
     return mapped
 
 
@@ -217,6 +222,8 @@ def _reward_specs(cli_keys: dict[str, Any], ours: dict[str, Any], theirs: dict[s
     specs: list[dict[str, Any]] = []
     if ours.get("reward_model_name_or_path"):
         specs.append({"name": "reward_model", "model_name_or_path": ours["reward_model_name_or_path"]})
+        if ours.get("trust_remote_code"):  # TRL loads the reward model with the run's trust_remote_code
+            specs[-1]["trust_remote_code"] = True
     for name in cli_keys["reward_funcs"] or []:
         if name in TRL_REWARDS:
             specs.append(dict(TRL_REWARDS[name]))
