@@ -28,15 +28,22 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from grpokit.config.distributed import DistributedSetup, apply_distributed, log_on_main_process, resolve_distributed
+from grpokit.config.distributed import (
+    DistributedSetup,
+    apply_distributed,
+    log_on_main_process,
+    resolve_distributed,
+)
 from grpokit.config.fallbacks import cpu_fallbacks, cpu_trl_settings, cuda_available
 from grpokit.config.inert import inert_options
-from grpokit.config.migration import read_foreign_keys, split_trl_cli_keys
+from grpokit.config.launch_keys import LAUNCH_KEYS, LaunchKeys, launch_overrides, read_launch_keys
+from grpokit.config.migration import read_foreign_keys, split_release_fields, split_trl_cli_keys
+from grpokit.config.old_fields import old_release_key_error
 from grpokit.config.overrides import Override, apply_to_trl_args, changed_options, lines
 from grpokit.config.packages import check_packages
 from grpokit.config.rewards import run_reward_specs
 from grpokit.config.schema import GrpokitOptions, RunConfig
-from grpokit.config.trl_cli import trl_cli_keys
+from grpokit.config.trl_cli import refused_parser_key, trl_cli_keys
 from grpokit.config.trl_fields import (
     GRPOKIT_TRL_DEFAULTS,
     build_grpo_config,
@@ -56,6 +63,7 @@ from grpokit.errors import ConfigError, config_error_from_validation, unknown_ke
 from grpokit.secrets import remember_secrets_in
 
 OVERRIDES_NOTE = " (with --set overrides)"
+DISTRIBUTED_KEYS = ("distributed", "accelerate_config")  # the keys that name the distributed setup's file
 logger = logging.getLogger("grpokit.config")
 
 
@@ -109,7 +117,9 @@ def split_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[
         elif key in trl_fields:
             theirs[key] = value
         else:
-            raise unknown_key_error(key, own_keys() | set(trl_fields) | trl_cli_keys(), source)
+            raise refused_parser_key(key, source) or old_release_key_error(key, source) or unknown_key_error(
+                key, own_keys() | set(trl_fields) | trl_cli_keys() | set(LAUNCH_KEYS), source
+            )
     return ours, theirs
 
 
@@ -144,9 +154,35 @@ class ConfigFile:
         if not overrides:
             return self
         changed = ConfigFile(apply_overrides(dict(self.data), overrides), self.path, True, self.base_dir)
-        if "distributed_setup" in self.__dict__ and changed.data.get("distributed") == self.data.get("distributed"):
+        if "distributed_setup" in self.__dict__ and all(changed.data.get(k) == self.data.get(k) for k in DISTRIBUTED_KEYS):
             changed.__dict__["distributed_setup"] = self.distributed_setup  # its file was read already
         return changed
+
+    @functools.cached_property
+    def launch(self) -> LaunchKeys:
+        """`trl grpo`'s launch keys (`num_processes`, `accelerate_config`, ...), read once: see `config.launch_keys`.
+
+        Raises:
+            ConfigError: a bad count or port, or an `accelerate_config` that names nothing.
+        """
+        return read_launch_keys(self.data, self.base_dir, self.source)
+
+    @property
+    def distributed_value(self) -> str | None:
+        """`distributed:`, or what `accelerate_config` (`trl grpo`'s key) names; None when neither is set.
+
+        Raises:
+            ConfigError: both are set, to different files.
+        """
+        value = self.data.get("distributed")
+        from_trl = self.launch.accelerate_config
+        if value is not None and from_trl is not None and value != from_trl:
+            raise ConfigError(
+                f"distributed: {value!r} and accelerate_config: {self.data.get('accelerate_config')!r} are both set",
+                where=self.source,
+                fix="keep one: accelerate_config (trl grpo's key) is read as distributed:",
+            )
+        return value if value is not None else from_trl
 
     @functools.cached_property
     def distributed_setup(self) -> DistributedSetup | None:
@@ -155,7 +191,7 @@ class ConfigFile:
         Raises:
             ConfigError: the value names no preset and no readable file (see `resolve_distributed`).
         """
-        value = self.data.get("distributed")
+        value = self.distributed_value
         if not isinstance(value, str):
             return None
         return resolve_distributed(value, self.base_dir, self.source)
@@ -220,11 +256,16 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     raw = dict(file.data)
     remember_secrets_in(raw)  # masked in every log line and error message from here on
     raw_keys = {str(key) for key in raw}
+    launch = file.launch  # trl grpo's `accelerate launch` keys: the CLI read them to start the job
+    raw = {key: value for key, value in raw.items() if key not in LAUNCH_KEYS}
     raw, cli_keys = split_trl_cli_keys(raw, own_keys(), trl_field_names())  # trl grpo's ModelConfig / ScriptArguments keys
+    raw, old_fields = split_release_fields(raw, own_keys() | set(trl_field_names()), source)  # fields of `trl_defaults:`'s TRL
     ours, theirs = split_keys(raw, source)
+    if file.distributed_value is not None:
+        ours["distributed"] = file.distributed_value  # accelerate_config: read as distributed:
     # trl grpo keys -> grpokit options, `trl_defaults: <version>`, the AWS sample's flat keys (config.migration)
     foreign = read_foreign_keys(
-        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source
+        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source, old_fields=old_fields
     )
     try:
         options = GrpokitOptions(**foreign.ours)
@@ -251,6 +292,7 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
         trl_args.update(cpu_trl_settings(trl_args))
     processes = world_size_from_env() if world_size is None else world_size
     config.apply(apply_distributed(config, has_cuda=has_cuda, world_size=processes))
+    config.apply(launch_overrides(launch, world_size=processes))
     check_packages(config.options, trl_args, config.distributed, has_cuda=has_cuda, source=source)
     config.apply(inert_options(config.options, trl_args))
     config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)

@@ -32,11 +32,13 @@ from grpokit.config.rewards import RewardSpec
 from grpokit.config.sagemaker import SageMakerSettings
 from grpokit.config.trl_fields import GRPOKIT_TRL_DEFAULTS, SECRET_TRL_FIELDS
 from grpokit.data.hub import LoadDatasetOptions
+from grpokit.data.mixture import DatasetMixtureOptions
 from grpokit.data.options import DatasetOptions
 from grpokit.secrets import mask_secrets
 
 WANDB_TOKEN_PROJECT = "grpokit"  # the W&B project when a config sets wandb_token but no wandb_project
 CHECKPOINTS_DIR = "checkpoints"  # checkpoint_dir's default, under output_dir
+TRAINING_DATA_SOURCES = ("train_dataset_path", "load_dataset", "dataset_mixture")  # a config names exactly one
 
 
 class GrpokitOptions(BaseModel):
@@ -102,7 +104,14 @@ class GrpokitOptions(BaseModel):
         description="Instead of train_dataset_path: a dataset read with datasets.load_dataset (a Hub id or a local "
         "folder), as TRL's dataset_name, dataset_config, dataset_train_split and dataset_test_split.",
     )
-    test_dataset_path: str | None = Field(None, description="Optional evaluation data, same formats.")
+    dataset_mixture: DatasetMixtureOptions | None = Field(
+        None,
+        description="Instead of train_dataset_path: several datasets mixed as TRL mixes them ({datasets: [{path, name, "
+        "data_files, split, columns, fraction}, ...], test_split_size}); TRL's `datasets:`. See docs/migrating.md.",
+    )
+    test_dataset_path: str | None = Field(
+        None, description="Optional evaluation data, same formats (with train_dataset_path; the other sources have their own)."
+    )
     dataset: DatasetOptions = Field(default_factory=DatasetOptions, description="How rows become prompts.")
     max_prompt_length: int | None = Field(
         None,
@@ -188,10 +197,19 @@ class GrpokitOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_training_dataset(self) -> GrpokitOptions:
-        if self.train_dataset_path is None and self.load_dataset is None:
-            raise ValueError("no training data: set train_dataset_path (a local file or directory) or load_dataset (TRL: dataset_name)")
-        if self.train_dataset_path is not None and self.load_dataset is not None:
-            raise ValueError("set either train_dataset_path or load_dataset (TRL: dataset_name), not both")
+        sources = [name for name in TRAINING_DATA_SOURCES if getattr(self, name) is not None]
+        if not sources:
+            raise ValueError(
+                "no training data: set train_dataset_path (a local file or directory), load_dataset (TRL: dataset_name) "
+                "or dataset_mixture (TRL: datasets)"
+            )
+        if len(sources) > 1:
+            raise ValueError(f"set one source of training data, not {' and '.join(sources)}")
+        if self.test_dataset_path is not None and self.train_dataset_path is None:
+            raise ValueError(
+                f"test_dataset_path goes with train_dataset_path; {sources[0]} names its own test split "
+                "(load_dataset.test_split, dataset_mixture.test_split_size)"
+            )
         if self.load_in_4bit and self.load_in_8bit:
             raise ValueError("load_in_4bit and load_in_8bit are both true: choose one")
         return self

@@ -137,8 +137,7 @@ def check_evaluation_data(options: Any, trl_args: Mapping[str, Any], source: str
     """
     if not evaluates(trl_args):
         return
-    hub = options.load_dataset
-    mixture = getattr(options, "dataset_mixture", None)
+    hub, mixture = options.load_dataset, options.dataset_mixture
     if (
         options.test_dataset_path
         or (hub is not None and hub.test_split is not None)
@@ -149,7 +148,8 @@ def check_evaluation_data(options: Any, trl_args: Mapping[str, Any], source: str
     raise ConfigError(
         f"{key} evaluates during training, but the config has no evaluation data",
         where=source,
-        fix="set test_dataset_path (or load_dataset.test_split), or set eval_strategy: 'no' and eval_on_start: false",
+        fix="set test_dataset_path (load_dataset.test_split, dataset_mixture.test_split_size), or set eval_strategy: "
+        "'no' and eval_on_start: false",
     )
 
 
