@@ -41,7 +41,7 @@ from grpokit.config.migration import read_foreign_keys, split_release_fields, sp
 from grpokit.config.old_fields import old_release_key_error
 from grpokit.config.overrides import Override, apply_to_trl_args, changed_options, lines
 from grpokit.config.packages import check_packages
-from grpokit.config.rewards import run_reward_specs
+from grpokit.config.rewards import reward_model_trust_overrides, run_reward_specs
 from grpokit.config.schema import GrpokitOptions, RunConfig
 from grpokit.config.trl_cli import refused_parser_key, trl_cli_keys
 from grpokit.config.trl_fields import (
@@ -295,11 +295,12 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     config.apply(launch_overrides(launch, world_size=processes))
     check_packages(config.options, trl_args, config.distributed, has_cuda=has_cuda, source=source)
     config.apply(inert_options(config.options, trl_args))
+    config.apply(reward_model_trust_overrides(reward_specs, config.options.trust_remote_code))
     config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)
+    check_evaluation_data(config.options, trl_args, source)  # before the eval batch rule, which needs eval data to mean anything
     check_batch_arithmetic(trl_args, world_size=processes, source=source)
     check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
     check_training_length(trl_args, source)
-    check_evaluation_data(config.options, trl_args, source)
     log_on_main_process(logger, lines(config.overrides))
     resolved = RunConfig(
         options=config.options,

@@ -227,8 +227,11 @@ def old_release_key_error(key: str, source: str) -> ConfigError | None:
     versions = [version for version in available_versions() if key in release_fields(version)]
     if not versions:
         return None
+    from grpokit.config.trl_versions import installed_trl_version
+
     return ConfigError(
-        f"{key} is not read by today's TRL and transformers; TRL {versions[0]} to {versions[-1]} read it",
+        f"{key} is read by neither TRL {installed_trl_version()} nor the installed transformers; TRL {versions[0]} to "
+        f"{versions[-1]} read it (with the oldest transformers each of them accepted)",
         where=source,
         fix=f"if the config was written for one of those releases, set trl_defaults: <that version> and grpokit reads "
         f"{key} as it did (or maps it to what replaced it); else remove {key}",

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from grpokit.config.overrides import Override
 from grpokit.errors import ConfigError
 
 
@@ -101,3 +102,25 @@ def _weighted(specs: list[RewardSpec], weights: list[float], source: str) -> lis
             fix="give the weights one way: reward_weights (one per reward, in order) or weight: in each rewards: entry",
         )
     return [spec.model_copy(update={"weight": float(weight)}) for spec, weight in zip(specs, weights)]
+
+
+def reward_model_trust_overrides(specs: tuple[RewardSpec, ...], trust_remote_code: bool) -> list[Override]:
+    """`trust_remote_code: true` does not reach a reward model whose entry does not ask for it itself.
+
+    TRL loads a reward model named by a string with `GRPOConfig.trust_remote_code`; grpokit runs a
+    checkpoint's own code only where the entry that names it says so (the `trl grpo` keys set it there, as
+    TRL would). The difference is said once at load, for each reward model it keeps off.
+    """
+    if not trust_remote_code:
+        return []
+    return [
+        Override(
+            f"trust_remote_code (reward model {spec.params.get('model_name_or_path')})",
+            True,
+            False,
+            "grpokit runs a reward model's own code only when its rewards: entry sets trust_remote_code: true; "
+            "the policy model gets it as written",
+        )
+        for spec in specs
+        if spec.name == "reward_model" and not spec.params.get("trust_remote_code")
+    ]
