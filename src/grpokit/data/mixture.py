@@ -47,7 +47,7 @@ class DatasetMixtureOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     datasets: list[MixtureDataset] = Field(min_length=1, description="The datasets to mix, in order.")
-    test_split_size: float | None = Field(
+    test_split_size: int | float | None = Field(  # an int is a number of rows, as datasets' train_test_split reads it
         None, gt=0, description="The test split: a share (below 1) or a number of rows. None: no test split."
     )
 
