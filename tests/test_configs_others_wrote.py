@@ -67,7 +67,8 @@ TRAINS = [
     Case("peft_gradient_checkpointing", T + "test_train_peft_with_gradient_checkpointing", {**GRPOKIT, "use_lora": True, "gradient_checkpointing": True}),
     Case("reward_weights", T + "test_train_multiple_reward_funcs_with_weights",
          {**GRPOKIT, "rewards": [*LENGTH, {"name": "length", "target_length": 6}], "reward_weights": [0.7, 0.3]}),
-    Case("sync_ref_model", T + "test_train_with_sync_ref_model", {**GRPOKIT, "beta": 0.1, "sync_ref_model": True, "ref_model_sync_steps": 2}),
+    Case("sync_ref_model", T + "test_train_with_sync_ref_model",
+         {**GRPOKIT, "use_lora": False, "beta": 0.1, "sync_ref_model": True, "ref_model_sync_steps": 2}),
     Case("pad_to_multiple_of", T + "test_train_with_pad_to_multiple_of", {**GRPOKIT, "pad_to_multiple_of": 8}),
     Case("off_policy_mask", T + "test_train_with_off_policy_mask", {**GRPOKIT, "off_policy_mask_threshold": 0.5}),
     Case("bias_correction_kl", T + "test_train_with_bias_correction_kl", {**GRPOKIT, "beta": 0.1, "use_bias_correction_kl": True}),
@@ -124,6 +125,9 @@ REFUSED = [
          refused="reward_weights and the weight: of reward 'length' are both given"),
     Case("reward_weights_too_long", T + "test_environment_owned_reward_coexists_with_reward_funcs",
          {**GRPOKIT, "reward_weights": [0.7, 0.3]}, refused="reward_weights has 2 values for 1 rewards (length)"),
+    Case("sync_ref_model_with_lora", T + "test_train_with_sync_ref_model, with grpokit's default LoRA",
+         {**GRPOKIT, "beta": 0.1, "sync_ref_model": True, "ref_model_sync_steps": 2},
+         refused="sync_ref_model: true needs a separate reference model"),
     Case("open_r1_format", "open-r1 recipes (reward_funcs: [accuracy, format])",
          {**TRL_CLI, "reward_funcs": ["accuracy_reward", "format"]},
          refused="reward_funcs: 'format' is neither one of trl grpo's rewards nor an import path"),
@@ -260,3 +264,26 @@ def test_every_config_that_validate_passes_trains_two_steps(case, shared_data, t
     assert len(said_by_validate) == len(recorded) and all(line.startswith(f"{key}:") for line, key in zip(said_by_validate, recorded))
     for key in case.overrides:
         assert key in recorded
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert all(f"<code>{key}</code>" in report for key in recorded), "the report's config section lists every override"
+
+
+@pytest.mark.slow
+def test_num_processes_from_trls_cli_docs_starts_that_many_processes(shared_data, tmp_path):
+    """TRL's docs write `num_processes: 4`; 2 here (2 cores): `grpokit train` starts them, as `trl grpo` would."""
+    import os
+    import subprocess
+
+    case = Case("num_processes", D + "grpo_config.yaml with num_processes", {**TRL_CLI, "num_processes": 2, "save_strategy": "no"})
+    path = write_case(case, shared_data, tmp_path)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        environment.pop(name, None)
+    validated = subprocess.run([sys.executable, "-m", "grpokit", "validate", str(path), "--no-trial-step"], env=environment,
+                               capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert validated.returncode == 0, validated.stderr[-3000:]
+    trained = subprocess.run([sys.executable, "-m", "grpokit", "train", str(path)], env=environment, capture_output=True, text=True,
+                             timeout=900, check=False)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-5000:]
+    assert "num_processes asks for 2 processes on 1 machine(s)" in trained.stdout + trained.stderr
+    assert json.loads((tmp_path / "out" / "run_info.json").read_text())["hardware"]["processes"] == 2

@@ -24,7 +24,12 @@ from grpokit.cli.common import (
     stdout,
 )
 from grpokit.cli.launch import launch_app
-from grpokit.cli.migration import accelerate_launch_options, print_default_differences, print_overrides, resolve_for_job
+from grpokit.cli.migration import (
+    accelerate_launch_options,
+    print_default_differences,
+    print_overrides,
+    resolve_for_job,
+)
 from grpokit.cli.migration import convert as convert_command
 from grpokit.cli.train import train_here, train_with_torchrun
 from grpokit.formatting import fmt

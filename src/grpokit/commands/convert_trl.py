@@ -14,6 +14,8 @@ import os
 from typing import Any
 
 from grpokit.commands.conversion import Conversion, show
+from grpokit.config.launch_keys import LAUNCH_KEYS
+from grpokit.config.old_fields import release_fields
 from grpokit.config.trl_cli import (
     DATASET_KEYS,
     MIXTURE_KEYS,
@@ -22,8 +24,6 @@ from grpokit.config.trl_cli import (
     trl_cli_keys,
     trl_grpo_reward_specs,
 )
-from grpokit.config.launch_keys import LAUNCH_KEYS
-from grpokit.config.old_fields import release_fields
 from grpokit.config.trl_versions import resolve_version
 from grpokit.errors import ConfigError
 from grpokit.secrets import is_secret_key

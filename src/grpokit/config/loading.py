@@ -56,6 +56,7 @@ from grpokit.config.value_rules import (
     check_documented_choices,
     check_evaluation_data,
     check_optimizer_and_schedule,
+    check_reference_model_sync,
     check_training_length,
 )
 from grpokit.config.yaml_file import read_yaml_file  # re-exported: grpokit.config.loading.read_yaml_file
@@ -301,6 +302,7 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     check_batch_arithmetic(trl_args, world_size=processes, source=source)
     check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
     check_training_length(trl_args, source)
+    check_reference_model_sync(config.options, trl_args, source)
     log_on_main_process(logger, lines(config.overrides))
     resolved = RunConfig(
         options=config.options,

@@ -155,10 +155,8 @@ def _warmup_ratio(reading, old, explicit, value, version, source) -> None:
             fix="set warmup_steps to the run's number of steps instead",
         )
     _set(reading, explicit, "warmup_steps", value, "warmup_ratio", source)
-    reading.overrides.append(
-        Override("warmup_ratio", value, {"warmup_steps": value}, "transformers 5 replaced it by warmup_steps, which reads "
-                 "a value below 1 as a share of the steps")  # fmt: skip
-    )
+    why = "transformers 5 replaced it by warmup_steps, which reads a value below 1 as a share of the steps"
+    reading.overrides.append(Override("warmup_ratio", value, {"warmup_steps": value}, why))
 
 
 def _hub_model_id(reading, old, explicit, value, version, source) -> None:

@@ -110,7 +110,10 @@ def _check_other_trackers(trl_args: Mapping[str, Any], source: str) -> None:
     names = [name for name in report_to_names(trl_args) if name not in GRPOKIT_HANDLES + NOT_TRACKERS]
     if not names:
         return
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
 
     available = set(get_available_reporting_integrations())
     for name in names:

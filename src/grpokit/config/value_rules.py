@@ -236,3 +236,21 @@ def rejected_value_error(message: str, settings: Mapping[str, Any], source: str,
         where=f"{source}, key {key}",
         fix=f"change {key}" + (f" to one of {', '.join(repr(choice) for choice in choices)}" if choices else ""),
     )
+
+
+def check_reference_model_sync(options: Any, trl_args: Mapping[str, Any], source: str) -> None:
+    """`sync_ref_model` needs a reference model of its own, which TRL keeps only in full fine-tuning.
+
+    With LoRA, GRPOTrainer computes the reference by turning the adapter off and refuses `sync_ref_model`
+    when it is built, after the model has loaded; this says so at load.
+
+    Raises:
+        ConfigError: `sync_ref_model: true` with `use_lora: true` (grpokit's default).
+    """
+    if trl_args.get("sync_ref_model") and options.use_lora:
+        raise ConfigError(
+            "sync_ref_model: true needs a separate reference model, and with LoRA (use_lora: true, grpokit's default) "
+            "TRL keeps none: it turns the adapter off instead",
+            where=source,
+            fix="set use_lora: false (full fine-tuning, as TRL's own sync_ref_model test trains), or sync_ref_model: false",
+        )

@@ -80,7 +80,7 @@ def load_mixture_splits(options: DatasetMixtureOptions):
             fix="give each dataset as datasets.load_dataset takes it (a Hub id, or a builder such as json with "
             "data_files); gated datasets need HF_TOKEN, and HF_DATASETS_OFFLINE=1 allows only what is cached",
         ) from None
-    return loaded["train"], loaded["test"] if "test" in loaded else None
+    return loaded["train"], loaded.get("test")
 
 
 def load_mixture_datasets(options: DatasetMixtureOptions, dataset_options, *, required_columns=None):
