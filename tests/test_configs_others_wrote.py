@@ -143,6 +143,8 @@ REFUSED = [
          refused="'streaming: True' cannot be honoured"),
     Case("accelerate_config_unknown", D + "accelerate_config", {**TRL_CLI, "accelerate_config": "zero9"},
          refused="accelerate_config: 'zero9' is neither a file nor one of the accelerate configs TRL ships"),
+    Case("accelerate_launch_option", D + "any accelerate launch option (mixed_precision)", {**TRL_CLI, "mixed_precision": "bf16"},
+         refused="mixed_precision is an `accelerate launch` option (trl grpo hands it to accelerate)"),
     Case("num_processes_zero", D + "num_processes", {**TRL_CLI, "num_processes": 0}, refused="num_processes: 0 is not a whole number of 1 or more"),
     # A package the config needs and the machine lacks: made unimportable here, as on a machine without it.
     Case("liger_missing", T + "test_train_with_liger_grpo_kernel, on a CUDA machine without liger-kernel",

@@ -11,8 +11,10 @@ trl/accelerate_configs/). grpokit reads the ones that decide the launch:
 | `num_processes` | the processes `grpokit train` starts (as `--nproc`; the command line wins) |
 | `num_machines`, `machine_rank`, `main_process_ip`, `main_process_port` | `--nnodes`, `--node-rank`, `--master-addr`, `--master-port` |
 
-Any other `accelerate launch` option is an unknown key, as it is for `accelerate launch` when it does
-not know it. Like accelerate's command-line options, these keys win over the accelerate file's own
+Any other `accelerate launch` option (`mixed_precision`, `use_deepspeed`, `zero_stage`, ...) is one
+error that names it and says to write it into the accelerate config file `accelerate_config` names,
+which grpokit reads as accelerate does (`config.accelerate_file`); the names come from accelerate's
+own launch parser, read from its source. Like accelerate's command-line options, these keys win over the accelerate file's own
 `num_processes` and rendezvous. One difference: on a machine without GPUs, `accelerate launch
 --num_processes 4` starts one process; grpokit starts the 4 asked for (data parallel on the CPU).
 
@@ -21,7 +23,9 @@ Reading these keys imports nothing heavy: `grpokit train` decides the launch bef
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +131,29 @@ def launch_overrides(launch: LaunchKeys, *, world_size: int) -> list[Override]:
     if launch.num_processes is None or world_size <= 1 or launch.num_processes == world_size:
         return []
     return [Override("num_processes", launch.num_processes, world_size, "this job runs that many processes: the launcher's count is used")]
+
+
+@functools.cache
+def accelerate_launch_option_names() -> frozenset[str]:
+    """The options `accelerate launch` takes (`--mixed_precision`, ...), read from accelerate's source without importing it."""
+    spec = importlib.util.find_spec("accelerate")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    source = Path(next(iter(spec.submodule_search_locations))) / "commands" / "launch.py"
+    if not source.is_file():
+        return frozenset()
+    return frozenset(re.findall(r'add_argument\(\s*"--([A-Za-z0-9_]+)"', source.read_text(encoding="utf-8")))
+
+
+def accelerate_launch_key_error(key: str, source: str) -> ConfigError | None:
+    """For an `accelerate launch` option grpokit does not read from a config: the error saying where it goes
+    instead; None for any other key."""
+    if key in LAUNCH_KEYS or key not in accelerate_launch_option_names():
+        return None
+    return ConfigError(
+        f"{key} is an `accelerate launch` option (trl grpo hands it to accelerate); from a config grpokit reads only "
+        f"the launch keys {', '.join(LAUNCH_KEYS)}",
+        where=source,
+        fix=f"write {key} into an accelerate config file and name it with accelerate_config: (grpokit reads it as "
+        "accelerate does), or use grpokit's own key for it (docs/distributed.md)",
+    )

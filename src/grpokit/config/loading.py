@@ -36,7 +36,13 @@ from grpokit.config.distributed import (
 )
 from grpokit.config.fallbacks import cpu_fallbacks, cpu_trl_settings, cuda_available
 from grpokit.config.inert import inert_options
-from grpokit.config.launch_keys import LAUNCH_KEYS, LaunchKeys, launch_overrides, read_launch_keys
+from grpokit.config.launch_keys import (
+    LAUNCH_KEYS,
+    LaunchKeys,
+    accelerate_launch_key_error,
+    launch_overrides,
+    read_launch_keys,
+)
 from grpokit.config.migration import read_foreign_keys, split_release_fields, split_trl_cli_keys
 from grpokit.config.old_fields import old_release_key_error
 from grpokit.config.overrides import Override, apply_to_trl_args, changed_options, lines
@@ -118,8 +124,11 @@ def split_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[
         elif key in trl_fields:
             theirs[key] = value
         else:
-            raise refused_parser_key(key, source) or old_release_key_error(key, source) or unknown_key_error(
-                key, own_keys() | set(trl_fields) | trl_cli_keys() | set(LAUNCH_KEYS), source
+            raise (
+                refused_parser_key(key, source)
+                or old_release_key_error(key, source)
+                or accelerate_launch_key_error(key, source)
+                or unknown_key_error(key, own_keys() | set(trl_fields) | trl_cli_keys() | set(LAUNCH_KEYS), source)
             )
     return ours, theirs
 
