@@ -284,6 +284,7 @@ def test_num_processes_from_trls_cli_docs_starts_that_many_processes(shared_data
     validated = subprocess.run([sys.executable, "-m", "grpokit", "validate", str(path), "--no-trial-step"], env=environment,
                                capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert validated.returncode == 0, validated.stderr[-3000:]
+    assert "launch: grpokit train starts 2 processes on each of 1 machine(s)" in validated.stdout
     trained = subprocess.run([sys.executable, "-m", "grpokit", "train", str(path)], env=environment, capture_output=True, text=True,
                              timeout=900, check=False)  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-5000:]

@@ -100,6 +100,9 @@ def validate(
 
         report = run_validation(run_config, rows=rows, trial_step=trial_step)
         stdout.print(f"[green]config ok[/]: {config}")
+        if nproc is not None:
+            machines = rendezvous.get("nnodes") or 1
+            stdout.print(f"launch: grpokit train starts {nproc} processes on each of {machines} machine(s) (checked for that job)")
         print_default_differences(run_config)
         print_overrides(run_config)
         stdout.print(f"[green]data ok[/]: {report.data_description}")
