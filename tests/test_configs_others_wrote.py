@@ -9,10 +9,14 @@ The configs are written here from two sources, read with the search tools:
   `num_processes`, `accelerate_config`, `datasets:` mixtures), with a local folder for the Hub dataset and
   the small batch of TRL's own tests.
 
-Each one either trains 2 steps or is refused with one error, and `grpokit validate` and `grpokit train`
-always give the same outcome and the same message: the refusals are checked on every run of the suite
-(both commands stop at load), the configs that train are checked by training them (`slow`), in this
-one process, on one shared dataset.
+Each one either trains or is refused with one error, and `grpokit validate` and `grpokit train` always
+give the same outcome and the same message: the refusals are checked on every run of the suite (both
+commands stop at load). Of the configs that train, those where grpokit itself acts (a CPU fallback, a
+mapped or older field, evaluation, rewards and their weights, a data source, the launch: `FULL_RUNS`)
+are trained 2 steps by `grpokit validate` then `grpokit train` (`slow`); the keyword sets grpokit only
+passes through to TRL's `GRPOConfig` are trained one step each by `validate`'s trial step (TRL's
+GRPOTrainer with those settings on `builtin:tiny`; `slow`), which keeps the suite's CPU time to a few
+minutes. All run in this one process, on one shared dataset.
 """
 
 from __future__ import annotations
@@ -115,6 +119,15 @@ TRAINS = [
          {**TRL_CLI, "trl_defaults": "0.18.0", "warmup_ratio": 0.1, "overwrite_output_dir": True, "evaluation_strategy": "no"},
          overrides=("warmup_ratio", "overwrite_output_dir", "evaluation_strategy")),
 ]
+
+# The configs `grpokit train` trains 2 steps: those where grpokit acts on a value rather than passing it to TRL.
+FULL_RUNS = {
+    "train", "loss_luspo", "eval_on_start", "with_eval", "reward_weights", "sync_ref_model", "vllm_structured_outputs",
+    "steps_per_generation", "chat_template_kwargs", "liger", "bf16", "trust_remote_code", "cli_docs", "cli_docs_mixture",
+    "cli_docs_trl_0_18",
+}  # fmt: skip
+FULL = [case for case in TRAINS if case.id in FULL_RUNS]
+PASSED_THROUGH = [case for case in TRAINS if case.id not in FULL_RUNS]
 
 REFUSED = [
     Case("eval_without_data", T + "test_train_eval_on_start (without its eval dataset)",
@@ -250,7 +263,20 @@ def test_every_config_that_trains_loads_and_says_what_it_does_not_use(case, shar
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", TRAINS, ids=[case.id for case in TRAINS])
+@pytest.mark.parametrize("case", PASSED_THROUGH, ids=[case.id for case in PASSED_THROUGH])
+def test_each_keyword_set_grpokit_passes_to_trl_trains_a_step_in_validate(case, shared_data, tmp_path):
+    from grpokit.config import load_config
+
+    path = write_case(case, shared_data, tmp_path)
+    validated = run("validate", path)
+    assert validated.exit_code == 0, validated.output
+    assert "trial step ok" in validated.output and "the run trains 2 steps" in validated.output
+    said = [line.strip() for line in validated.output.splitlines() if line.startswith("  ") and (" -> " in line or "has no effect" in line)]
+    assert said == load_config(path).override_lines  # what train's load says, word for word
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", FULL, ids=[case.id for case in FULL])
 def test_every_config_that_validate_passes_trains_two_steps(case, shared_data, tmp_path):
     path = write_case(case, shared_data, tmp_path)
     validated = run("validate", path)
