@@ -21,6 +21,7 @@ minutes. All run in this one process, on one shared dataset.
 
 from __future__ import annotations
 
+import html
 import json
 import sys
 from dataclasses import dataclass, field
@@ -293,7 +294,7 @@ def test_every_config_that_validate_passes_trains_two_steps(case, shared_data, t
     for key in case.overrides:
         assert key in recorded
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert all(f"<code>{key}</code>" in report for key in recorded), "the report's config section lists every override"
+    assert all(f"<code>{html.escape(key)}</code>" in report for key in recorded), "the report's config section lists every override"
 
 
 @pytest.mark.slow
