@@ -77,7 +77,9 @@ TRAINS = [
     Case("pad_to_multiple_of", T + "test_train_with_pad_to_multiple_of", {**GRPOKIT, "pad_to_multiple_of": 8}),
     Case("off_policy_mask", T + "test_train_with_off_policy_mask", {**GRPOKIT, "off_policy_mask_threshold": 0.5}),
     Case("bias_correction_kl", T + "test_train_with_bias_correction_kl", {**GRPOKIT, "beta": 0.1, "use_bias_correction_kl": True}),
-    Case("cast_lm_head_to_fp32", T + "test_train_with_cast_lm_head_to_fp32", {**GRPOKIT, "cast_lm_head_to_fp32": True}),
+    # Full fine-tuning, as TRL's test: with a LoRA adapter on a model with tied embeddings (builtin:tiny), TRL 1.16's
+    # cast looks for `embed_tokens` on the PeftModel's inner model and fails (an error, not a traceback, in train).
+    Case("cast_lm_head_to_fp32", T + "test_train_with_cast_lm_head_to_fp32", {**GRPOKIT, "use_lora": False, "cast_lm_head_to_fp32": True}),
     Case("adaptive_entropy", T + "test_train_with_adaptive_entropy_gradient_accumulation",
          {**GRPOKIT, "gradient_accumulation_steps": 2, "entropy_coef": 0.01, "use_adaptive_entropy": True, "entropy_target": 15.0,
           "entropy_coef_delta": 0.005}),

@@ -95,7 +95,7 @@ def build_trainer(
             peft_config=lora_config(options),
             **trainer_kwargs,
         )
-    except (ValueError, NotImplementedError) as error:  # a combination TRL checks only here: one error, as validate's
+    except (ValueError, NotImplementedError, AttributeError) as error:  # what TRL finds only here: one error, as validate's
         raise rejected_value_error(str(error), config.trl_args, config.source, stage="building GRPOTrainer") from None
     float32_adapters_on_cpu(trainer.model)  # TRL made a quantized model's adapters bfloat16: slow and coarse on a CPU
     callbacks = build_run_callbacks(
