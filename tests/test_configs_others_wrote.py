@@ -288,8 +288,10 @@ def test_every_config_that_validate_passes_trains_two_steps(case, shared_data, t
     trained = run("train", path)
     assert trained.exit_code == 0, trained.output
     out = tmp_path / "out"
-    steps = [json.loads(line).get("step") for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert max(step for step in steps if step is not None) == 2
+    assert "trained 2 steps" in trained.output
+    if (out / "metrics.jsonl").is_file():  # TRL's tests with logging_strategy: no log nothing
+        steps = [json.loads(line).get("step") for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert max(step for step in steps if step is not None) == 2
     recorded = [entry["key"] for entry in json.loads((out / "run_info.json").read_text())["overrides"]]
     said_by_validate = [line.strip() for line in validated.output.splitlines() if line.startswith("  ") and (" -> " in line or "has no effect" in line)]
     assert len(said_by_validate) == len(recorded) and all(line.startswith(f"{key}:") for line, key in zip(said_by_validate, recorded))
