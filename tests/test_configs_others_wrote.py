@@ -297,6 +297,9 @@ def test_every_config_that_validate_passes_trains_two_steps(case, shared_data, t
     assert len(said_by_validate) == len(recorded) and all(line.startswith(f"{key}:") for line, key in zip(said_by_validate, recorded))
     for key in case.overrides:
         assert key in recorded
+    if not (out / "metrics.jsonl").is_file():
+        assert "no report for" in trained.output  # nothing logged, nothing to plot: said, not silent
+        return
     report = (out / "report.html").read_text(encoding="utf-8")
     assert all(f"<code>{html.escape(key)}</code>" in report for key in recorded), "the report's config section lists every override"
 
