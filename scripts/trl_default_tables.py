@@ -11,7 +11,10 @@ script writes those files from the real released packages, never by hand:
 4. a field that some TRL version declares but this one leaves to transformers' `TrainingArguments`
    (`logging_steps`, `bf16`, `gradient_checkpointing`, ...) takes the default of the oldest
    transformers this TRL version accepts (its `Requires-Dist: transformers>=X`), read the same way
-   from that transformers wheel, into `inherited`.
+   from that transformers wheel, into `inherited`;
+5. every field of that transformers release's `TrainingArguments` (what a `trl grpo` config of that
+   TRL could set: `warmup_ratio`, `overwrite_output_dir`, ...), with its default, goes into
+   `training_arguments/<transformers version>.json`, one file per transformers floor.
 
 Usage (from the repository root, with the project's virtualenv):
 
@@ -39,6 +42,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_DIR = ROOT / "src" / "grpokit" / "config" / "trl_defaults"
+TRAINING_ARGUMENTS_DIR = TABLE_DIR / "training_arguments"
 FIRST_VERSION = Version("0.14.0")  # the first TRL release with GRPOTrainer
 CONFIG_MODULE = "trl/trainer/grpo_config.py"
 UNREADABLE = object()
@@ -157,6 +161,41 @@ def training_arguments_defaults(version: str, wheels: Path) -> dict:
     return class_defaults(tree, "TrainingArguments")[0]
 
 
+def _init_false(value: ast.expr | None) -> bool:
+    return isinstance(value, ast.Call) and any(
+        keyword.arg == "init" and isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+        for keyword in value.keywords
+    )
+
+
+def training_arguments_table(version: str, wheels: Path) -> dict:
+    """Every `__init__` field of a transformers release's `TrainingArguments` with its default (None when it
+    has none or the default is not a literal, listed in `not_literal`)."""
+    wheel = download_wheel("transformers", version, wheels)
+    with zipfile.ZipFile(wheel) as archive:
+        tree = ast.parse(archive.read("transformers/training_args.py").decode("utf-8"))
+    cls = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "TrainingArguments")
+    fields, unreadable = {}, {}
+    for statement in cls.body:
+        if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
+            continue
+        name = statement.target.id
+        if name.startswith("_") or _init_false(statement.value):
+            continue
+        value = UNREADABLE if statement.value is None else _default_of(statement.value)
+        fields[name] = None if value is UNREADABLE else value
+        if value is UNREADABLE:
+            unreadable[name] = "(no default)" if statement.value is None else ast.unparse(statement.value)[:200]
+    return {
+        "transformers_version": version,
+        "generated_by": "scripts/trl_default_tables.py",
+        "source": f"{wheel.name}: transformers/training_args.py (class TrainingArguments)",
+        "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        "fields": fields,
+        "not_literal": unreadable,
+    }
+
+
 def table_for(version: str, wheels: Path) -> dict:
     wheel = download_wheel("trl", version, wheels)
     with zipfile.ZipFile(wheel) as archive:
@@ -206,7 +245,18 @@ def main() -> int:
         wheels.mkdir(parents=True, exist_ok=True)
         tables = [table_for(version, wheels) for version in versions]
         add_inherited(tables, wheels)
+        floors = sorted({table["transformers_floor"] for table in tables}, key=Version)
+        argument_tables = [training_arguments_table(floor, wheels) for floor in floors]
+    TRAINING_ARGUMENTS_DIR.mkdir(parents=True, exist_ok=True)
     stale = []
+    for argument_table in argument_tables:
+        path = TRAINING_ARGUMENTS_DIR / f"{argument_table['transformers_version']}.json"
+        if arguments.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != table_text(argument_table):
+                stale.append(f"transformers {argument_table['transformers_version']}")
+        else:
+            path.write_text(table_text(argument_table), encoding="utf-8")
+            print(f"{path.relative_to(ROOT)}: {len(argument_table['fields'])} TrainingArguments fields")
     for table in tables:
         path = TABLE_DIR / f"{table['trl_version']}.json"
         if arguments.check:

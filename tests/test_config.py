@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_aws_sample_args_yaml_is_accepted_unchanged_on_cpu():
     assert grpo.temperature == pytest.approx(0.2) and grpo.top_p == pytest.approx(0.9)
     assert grpo.output_dir == "/opt/ml/checkpoints"
     assert grpo.bf16 is False
-    assert config.fallback_warnings == ["bf16: true needs a CUDA GPU and none was found; using float32 training instead"]
+    assert config.override_lines == ["bf16: True -> False (needs a CUDA GPU and none was found; using float32 training instead)"]
 
 
 def test_cpu_fallbacks_one_warning_each(tmp_path, tiny_config):
@@ -107,7 +108,7 @@ def test_cpu_fallbacks_one_warning_each(tmp_path, tiny_config):
         "use_vllm": True,
     }
     config = load_config(write_config(tmp_path, gpu_config), cuda_available=False)
-    warnings = config.fallback_warnings
+    warnings = config.override_lines
     assert len(warnings) == 3
     assert any(w.startswith("bf16") and "float32" in w for w in warnings)
     assert any(w.startswith("attn_implementation") and "sdpa" in w for w in warnings)
@@ -119,7 +120,7 @@ def test_cpu_fallbacks_one_warning_each(tmp_path, tiny_config):
 
 
 def test_no_fallback_warnings_for_a_cpu_config(tmp_path, tiny_config):
-    assert load_config(write_config(tmp_path, tiny_config), cuda_available=False).fallback_warnings == []
+    assert load_config(write_config(tmp_path, tiny_config), cuda_available=False).overrides == ()
 
 
 def test_batch_arithmetic_error_names_the_numbers(tmp_path, tiny_config):
@@ -232,10 +233,29 @@ def test_the_resolved_config_is_frozen_and_holds_trls_config(tmp_path, tiny_conf
     assert load_config(data=tiny_config, world_size=2).grpo_config is None  # a launcher's check builds none
 
 
-def test_reward_weights_in_the_file_is_refused_at_load(tiny_config):
-    with pytest.raises(ConfigError, match="reward_weights is set") as error:
-        load_config(data={**tiny_config, "reward_weights": [1.0, 2.0]})
-    assert "weight: in rewards:" in error.value.message
+def test_reward_weights_weight_the_rewards_in_order_as_trl_reads_them(tiny_config):
+    config = load_config(data={**tiny_config, "reward_weights": [1.0, 2.0]})
+    assert [(spec.name, spec.weight) for spec in config.reward_specs] == [("rouge_l", 1.0), ("length", 2.0)]
+    assert config.grpo_config.reward_weights == [1.0, 2.0]
+    assert "reward_weights" not in config.trl_args, "the weights live in rewards: (the saved config reloads)"
+    default_rewards = load_config(data={**tiny_config, "rewards": None, "reward_weights": [1, 0.5, 0.25]})
+    assert [spec.weight for spec in default_rewards.reward_specs] == [1.0, 0.5, 0.25]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"reward_weights": [1.0, 2.0, 3.0]}, "reward_weights has 3 values for 2 rewards (rouge_l, length)"),
+        ({"reward_weights": [1.0]}, "reward_weights has 1 values for 2 rewards"),
+        (
+            {"reward_weights": [1.0, 2.0], "rewards": [{"name": "length", "weight": 0.5}, "format"]},
+            "reward_weights and the weight: of reward 'length' are both given",
+        ),
+    ],
+)
+def test_reward_weights_of_the_wrong_length_or_with_weight_entries_are_refused(tiny_config, extra, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(data={**tiny_config, **extra})
 
 
 def test_typed_accessors_for_the_trl_fields_grpokit_acts_on(tiny_config):

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from conftest import skip_unless_in_ci
-from grpokit.config import GrpokitOptions, RunConfig, distributed, load_config
+from grpokit.config import GrpokitOptions, RunConfig, distributed, load_config, packages
 from grpokit.config.distributed import PRESET_FILES, apply_distributed, preset_path, resolve_distributed
 from grpokit.errors import ConfigError
 from grpokit.launch.torchrun import (
@@ -247,7 +247,7 @@ def test_deepspeed_presets_as_shipped_are_completed_by_transformers(name, stage,
 
     from grpokit.model.builtin import resolve_model_path
 
-    if not distributed._is_installed("deepspeed"):
+    if not packages._installed("deepspeed"):
         skip_unless_in_ci("deepspeed is not installed (pip install deepspeed)")
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path("builtin:tiny"))  # before ZeRO-3 is switched on
     data = {**tiny_config, "distributed": name, "bf16": False, "gradient_accumulation_steps": 2}
@@ -272,14 +272,16 @@ def test_every_shipped_preset_resolves():
 
 
 def test_deepspeed_without_the_package_is_a_config_error_saying_how_to_install(tiny_config, monkeypatch):
-    monkeypatch.setattr(distributed, "_is_installed", lambda module: False)
-    with pytest.raises(ConfigError, match="deepspeed") as error:
-        load_config(data={**tiny_config, "distributed": "deepspeed_zero3"}, cuda_available=False)
-    assert "pip install deepspeed" in error.value.message
+    monkeypatch.setattr(packages, "_installed", lambda module: False)
+    with pytest.raises(ConfigError, match="distributed: deepspeed_zero3 needs the deepspeed package") as error:
+        load_config(data={**tiny_config, "distributed": "deepspeed_zero3", "bf16": False}, cuda_available=True)
+    assert "pip install 'grpokit[deepspeed]'" in error.value.message
+    on_a_cpu = load_config(data={**tiny_config, "distributed": "deepspeed_zero3"}, cuda_available=False)
+    assert on_a_cpu.options.distributed == "ddp", "a CPU runs plain data parallel: DeepSpeed is not needed"
 
 
 def test_vllm_on_a_gpu_machine_without_vllm_is_a_config_error(tiny_config, monkeypatch):
-    monkeypatch.setattr(distributed, "_is_installed", lambda module: module != "vllm")
+    monkeypatch.setattr(packages, "_installed", lambda module: module != "vllm")
     data = {**tiny_config, "use_vllm": True, "vllm_mode": "server", "bf16": False}
     with pytest.raises(ConfigError, match="vllm_mode: server") as error:
         load_config(data=data, cuda_available=True)
@@ -289,13 +291,13 @@ def test_vllm_on_a_gpu_machine_without_vllm_is_a_config_error(tiny_config, monke
 def test_vllm_on_a_cpu_is_turned_off_with_a_warning(tiny_config):
     config = load_config(data={**tiny_config, "use_vllm": True}, cuda_available=False)
     assert config.trl_args["use_vllm"] is False
-    assert any("use_vllm" in line for line in config.fallback_warnings)
+    assert any("use_vllm" in line for line in config.override_lines)
 
 
 def test_fsdp_on_a_cpu_falls_back_to_ddp_with_a_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": "fsdp"}, cuda_available=False)
     assert config.options.distributed == "ddp"
-    assert any("distributed: fsdp" in line for line in config.fallback_warnings)
+    assert any(line.startswith("distributed: 'fsdp' -> 'ddp'") for line in config.override_lines)
     assert not config.grpo_config.fsdp
 
 

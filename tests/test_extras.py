@@ -71,3 +71,15 @@ def test_a_sagemaker_job_with_vllm_installs_trls_vllm_extra_at_this_trl():
     assert f"trl[vllm]=={version}" in requirement_lines({"use_vllm": True})
     assert not any("vllm" in line for line in requirement_lines({}))
     assert f"bitsandbytes=={importlib.metadata.version('bitsandbytes')}" in requirement_lines({"load_in_4bit": True})
+
+
+def test_every_extra_a_missing_package_error_names_is_declared():
+    """`config.packages` tells a user `pip install 'grpokit[X]'`: X must be one of pyproject.toml's extras."""
+    import tomllib
+
+    from grpokit.config import packages
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"])
+    named = set(re.findall(r"grpokit\[(\w+)\]", Path(packages.__file__).read_text(encoding="utf-8")))
+    assert named and named <= declared, f"extras named but not declared: {named - declared}"
+    assert {"liger", "deepspeed"} <= named

@@ -40,7 +40,7 @@ def test_bf16_in_the_file_turns_bf16_on(tiny_config, tmp_path):
 def test_on_a_cpu_mixed_precision_falls_back_with_one_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": str(SAMPLE_ACCELERATE)}, cuda_available=False)
     assert config.grpo_config.fp16 is False
-    assert any("sets mixed_precision: fp16, which needs a CUDA GPU" in line for line in config.fallback_warnings)
+    assert any("mixed_precision: 'fp16' -> 'no' (needs a CUDA GPU" in line for line in config.override_lines)
 
 
 def test_mixed_precision_contradicting_the_config_is_refused(tiny_config):
@@ -87,7 +87,7 @@ def test_the_files_process_count_is_what_grpokit_train_starts(tmp_path, tiny_con
 
 def test_a_launcher_count_other_than_the_files_is_used_with_a_warning(tiny_config):
     config = load_config(data={**tiny_config, "distributed": str(SAMPLE_ACCELERATE)}, cuda_available=False, world_size=2)
-    assert any("sets num_processes: 8, but this job runs 2 processes" in line for line in config.fallback_warnings)
+    assert any("num_processes: 8 -> 2 (this job runs that many processes" in line for line in config.override_lines)
 
 
 @pytest.mark.slow

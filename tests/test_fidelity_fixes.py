@@ -194,7 +194,7 @@ def test_a_sagemaker_job_keeps_a_wandb_token_alone_tracking(tmp_path):
 def test_tf32_on_a_cpu_falls_back_like_bf16(tiny_config):
     config = load_config(data={**tiny_config, "tf32": True}, cuda_available=False)
     assert config.grpo_config.tf32 is None
-    assert "tf32: true needs an Ampere or newer CUDA GPU and none was found; using full float32 matmuls" in config.fallback_warnings
+    assert "tf32: True -> None (needs an Ampere or newer CUDA GPU and none was found; full float32 matmuls)" in config.override_lines
 
 
 # ----------------------------------------------------------------------------- the summary after a resume

@@ -125,7 +125,10 @@ def test_dataset_name_loads_a_save_to_disk_folder_with_its_splits(saved_dataset)
 def test_a_config_without_training_data_is_one_clear_error():
     with pytest.raises(ConfigError) as error:
         load({"model_id": "builtin:tiny"})
-    assert error.value.what == "no training data: set train_dataset_path (a local file or directory) or load_dataset (TRL: dataset_name)"
+    assert error.value.what == (
+        "no training data: set train_dataset_path (a local file or directory), load_dataset (TRL: dataset_name) "
+        "or dataset_mixture (TRL: datasets)"
+    )
 
 
 def test_dataset_name_loads_a_local_folder_of_data_files(tmp_path):

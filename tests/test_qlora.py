@@ -77,7 +77,7 @@ def test_bitsandbytes_quantizes_on_this_cpu_so_the_config_keeps_4_and_8_bits(tin
     for key in ("load_in_4bit", "load_in_8bit"):
         config = load_config(data={**tiny_config, key: True, "dtype": "bfloat16"}, cuda_available=False)
         assert getattr(config.options, key) is True
-        assert not any(key in warning for warning in config.fallback_warnings)
+        assert not any(key in warning for warning in config.override_lines)
         assert config.options.dtype == "float32", "the compute dtype on a CPU: bfloat16 matmuls are emulated"
 
 
@@ -85,7 +85,7 @@ def test_without_bitsandbytes_the_run_falls_back_with_one_warning_saying_so(tiny
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` raises ImportError
     config = load_config(data={**tiny_config, "load_in_4bit": True}, cuda_available=False)
     assert config.options.load_in_4bit is False
-    (warning,) = [w for w in config.fallback_warnings if "load_in_4bit" in w]
+    (warning,) = [w for w in config.override_lines if "load_in_4bit" in w]
     assert "bitsandbytes is not installed" in warning and "pip install 'bitsandbytes>=0.50'" in warning
     assert "loading the model unquantized instead" in warning
 
@@ -96,7 +96,7 @@ def test_a_release_without_a_cpu_backend_is_named(tiny_config, monkeypatch):
     monkeypatch.setattr(bitsandbytes, "supported_torch_devices", {"cuda"})  # what releases before the CPU backend list
     config = load_config(data={**tiny_config, "load_in_8bit": True}, cuda_available=False)
     assert config.options.load_in_8bit is False
-    (warning,) = [w for w in config.fallback_warnings if "load_in_8bit" in w]
+    (warning,) = [w for w in config.override_lines if "load_in_8bit" in w]
     assert f"bitsandbytes {bitsandbytes.__version__} has no CPU backend" in warning
 
 
@@ -108,7 +108,7 @@ def test_a_kernel_failing_on_this_cpu_is_named_and_the_run_falls_back(tiny_confi
 
     monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit", illegal_instruction)
     config = load_config(data={**tiny_config, "load_in_4bit": True}, cuda_available=False)
-    (warning,) = [w for w in config.fallback_warnings if "load_in_4bit" in w]
+    (warning,) = [w for w in config.override_lines if "load_in_4bit" in w]
     assert "a 4-bit bitsandbytes" in warning and "failed on this CPU (RuntimeError: the CPU kernel needs AVX2)" in warning
     assert "set load_in_4bit: false" in warning and config.options.load_in_4bit is False
 

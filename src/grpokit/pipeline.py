@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 
 from grpokit.config.schema import RunConfig
+from grpokit.config.value_rules import evaluates
 from grpokit.data.hub import load_hub_datasets, load_hub_split
 from grpokit.data.loading import LoadedData, load_datasets
+from grpokit.data.mixture import load_mixture_datasets
 from grpokit.data.prompt_lengths import bound_prompt_lengths, prompt_token_limit
 from grpokit.data.prompts import prepare_dataset
 from grpokit.data.readers import load_table
-from grpokit.errors import ConfigError
+from grpokit.errors import ConfigError, DataError
 from grpokit.model.generation import GenerationSettings
 from grpokit.rewards.reward_set import RewardSet, build_rewards
 
@@ -30,23 +32,36 @@ def build_reward_set(config: RunConfig) -> RewardSet:
 
 
 def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
-    """The train (and test) datasets, checked against the columns the rewards read."""
-    options = config.options
+    """The train (and test) datasets, checked against the columns the rewards read.
+
+    Raises:
+        DataError: as the readers do; and when the run evaluates (`eval_strategy`, `eval_on_start`) and the
+            data has no test split (a `load_dataset:` dataset without one).
+    """
+    options, columns = config.options, reward_set.required_columns
     if options.load_dataset is not None:  # TRL's dataset_name: datasets.load_dataset
-        return load_hub_datasets(options.load_dataset, options.dataset, required_columns=reward_set.required_columns)
-    return load_datasets(
-        options.train_dataset_path,
-        options.test_dataset_path,
-        options.dataset,
-        required_columns=reward_set.required_columns,
-    )
+        data = load_hub_datasets(options.load_dataset, options.dataset, required_columns=columns)
+    elif options.dataset_mixture is not None:  # TRL's datasets: TRL's get_dataset
+        data = load_mixture_datasets(options.dataset_mixture, options.dataset, required_columns=columns)
+    else:
+        data = load_datasets(options.train_dataset_path, options.test_dataset_path, options.dataset, required_columns=columns)
+    if data.test is None and evaluates(config.trl_args):
+        raise DataError(
+            f"the run evaluates during training (eval_strategy / eval_on_start), but {data.description} has no test split",
+            where=config.source,
+            fix="name a test split the dataset has (load_dataset.test_split), or set eval_strategy: 'no'",
+        )
+    return data
 
 
 def load_split_rows(config: RunConfig, reward_set: RewardSet, split: str, max_rows: int | None) -> list[dict]:
     """The prepared rows of the `train` or `test` split, checked against the rewards' columns."""
     options = config.options
-    if options.load_dataset is not None:
-        dataset = load_hub_split(options.load_dataset, options.dataset, split, required_columns=reward_set.required_columns)
+    if options.load_dataset is not None or options.dataset_mixture is not None:
+        if options.load_dataset is not None:
+            dataset = load_hub_split(options.load_dataset, options.dataset, split, required_columns=reward_set.required_columns)
+        else:
+            dataset = _mixture_split(options, reward_set, split, config.source)
         return [dataset[i] for i in range(len(dataset) if max_rows is None else min(max_rows, len(dataset)))]
     if split == "test" and options.test_dataset_path is None:
         raise ConfigError(
@@ -64,6 +79,16 @@ def load_split_rows(config: RunConfig, reward_set: RewardSet, split: str, max_ro
     )
     count = len(dataset) if max_rows is None else min(max_rows, len(dataset))
     return [dataset[i] for i in range(count)]
+
+
+def _mixture_split(options, reward_set: RewardSet, split: str, source: str):
+    data = load_mixture_datasets(options.dataset_mixture, options.dataset, required_columns=reward_set.required_columns)
+    dataset = data.train if split == "train" else data.test
+    if dataset is None:
+        raise ConfigError(
+            "dataset_mixture has no test split to evaluate on", where=source, fix="set dataset_mixture.test_split_size, or pass --split train"
+        )
+    return dataset
 
 
 def generation_settings(config: RunConfig, *, num_samples: int, batch_size: int = 32) -> GenerationSettings:

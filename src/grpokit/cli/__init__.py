@@ -25,7 +25,12 @@ from grpokit.cli.common import (
     stdout,
 )
 from grpokit.cli.launch import launch_app
-from grpokit.cli.migration import accelerate_launch_options, print_default_differences
+from grpokit.cli.migration import (
+    accelerate_launch_options,
+    print_default_differences,
+    print_overrides,
+    resolve_for_job,
+)
 from grpokit.cli.migration import convert as convert_command
 from grpokit.cli.train import train_here, train_with_torchrun
 from grpokit.formatting import fmt
@@ -85,14 +90,22 @@ def validate(
     """Check CONFIG, the data, the model and the rewards without training."""
     setup_logging()
     with reporting_errors():
-        from grpokit.config import load_config
+        from grpokit.config import read_config, resolve_config
 
-        run_config = load_config(config, set_ or [])  # before the model stage is imported: bad input fails fast
+        config_file = read_config(config, list(set_ or []))
+        nproc, rendezvous = accelerate_launch_options(config_file, {"nnodes": None}, announce=False)
+        if nproc is not None:  # the job `grpokit train` would start: TRL's batch rules for its process count
+            resolve_for_job(config_file, nproc * (rendezvous.get("nnodes") or 1))
+        run_config = resolve_config(config_file)  # before the model stage is imported: bad input fails fast
         from grpokit.commands.validate import validate as run_validation
 
         report = run_validation(run_config, rows=rows, trial_step=trial_step)
         stdout.print(f"[green]config ok[/]: {config}")
+        if nproc is not None:
+            machines = rendezvous.get("nnodes") or 1
+            stdout.print(f"launch: grpokit train starts {nproc} processes on each of {machines} machine(s) (checked for that job)")
         print_default_differences(run_config)
+        print_overrides(run_config)
         stdout.print(f"[green]data ok[/]: {report.data_description}")
         for line in report.prompt_lengths:
             stdout.print(f"[green]prompts ok[/]: {line}")

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from grpokit.cli.log_format import LEVELS, console_width, log_handler
 from grpokit.errors import GrpokitError
@@ -93,5 +94,5 @@ def _report(error: GrpokitError) -> None:
 
     message = mask_text(error.message)  # no secret reaches an error message
     write_failure(message)  # shown by DescribeTrainingJob; does nothing outside SageMaker
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # `grpokit[liger]` is text, not markup
     raise typer.Exit(error.exit_code) from None

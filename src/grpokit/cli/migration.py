@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from grpokit.cli.common import console, reporting_errors, setup_logging, stdout
+from grpokit.errors import ConfigError
 
 if TYPE_CHECKING:
     from grpokit.config.loading import ConfigFile
@@ -69,12 +70,25 @@ def print_default_differences(config) -> None:
         stdout.print(f"  {line}", highlight=False, markup=False)
 
 
-def accelerate_launch_options(config_file: ConfigFile, given: dict) -> tuple[int | None, dict]:
-    """(processes per machine, rendezvous options) an accelerate config under `distributed:` asks for.
+def print_overrides(config) -> None:
+    """One line per value of `config` the run does not use as written (changed for this machine, or inert)."""
+    lines = config.override_lines
+    if not lines:
+        return
+    stdout.print(f"not used as written: {len(lines)} value{'s' if len(lines) > 1 else ''} of the config:", highlight=False)
+    for line in lines:
+        stdout.print(f"  {line}", highlight=False, markup=False)
+
+
+def accelerate_launch_options(config_file: ConfigFile, given: dict, *, announce: bool = True) -> tuple[int | None, dict]:
+    """(processes per machine, rendezvous options) the config asks for: `trl grpo`'s launch keys
+    (`num_processes`, `num_machines`, ...), then an accelerate config under `distributed:` (or `accelerate_config`).
 
     (None, `given`) when the process was already started by a launcher (torchrun, accelerate launch,
-    a SageMaker job), when `distributed:` is not an accelerate config, or when it asks for one process.
-    Options given on the command line win over the file's. Raises `ConfigError` for an unreadable file.
+    a SageMaker job), or when the config asks for one process. Options given on the command line win
+    over the config's keys, which win over the accelerate file's (as `accelerate launch` options win over
+    its `--config_file`). `announce`: say on the console how many processes start.
+    Raises `ConfigError` for an unreadable file or a bad launch key.
     """
     import os
 
@@ -82,23 +96,52 @@ def accelerate_launch_options(config_file: ConfigFile, given: dict) -> tuple[int
 
     if any(os.environ.get(name) for name in LAUNCHED_MARKERS):
         return None, given
+    keys = config_file.launch
     setup = config_file.distributed_setup  # resolved once: loading the config reuses it
     launch = setup.accelerate.launch if setup is not None and setup.accelerate is not None else None
-    if launch is None or (launch.num_processes == 1 and launch.num_machines == 1):
+    from_file = {}
+    if launch is not None:
+        from_file = {
+            "nnodes": launch.num_machines if launch.num_machines > 1 else None,
+            "node_rank": launch.machine_rank if launch.num_machines > 1 else None,
+            "master_addr": launch.main_process_ip,
+            "master_port": launch.main_process_port,
+        }
+    from_config = {**{k: v for k, v in from_file.items() if v is not None}, **keys.rendezvous()}
+    machines = from_config.get("nnodes") or 1
+    total = keys.num_processes if keys.num_processes is not None else launch.num_processes if launch is not None else None
+    if total is None or (total == 1 and machines == 1):
         return None, given
-    from_file = {
-        "nnodes": launch.num_machines if launch.num_machines > 1 else None,
-        "node_rank": launch.machine_rank if launch.num_machines > 1 else None,
-        "master_addr": launch.main_process_ip,
-        "master_port": launch.main_process_port,
-    }
-    merged = {key: given.get(key) if given.get(key) is not None else from_file.get(key) for key in given}
-    console.print(
-        f"distributed: {setup.name} asks for {launch.num_processes} processes on {launch.num_machines} machine(s): "
-        f"starting {launch.processes_per_machine} here (--nproc overrides)",
-        highlight=False,
-    )
-    return launch.processes_per_machine, merged
+    if total % machines:
+        raise ConfigError(
+            f"num_processes: {total} does not split evenly over num_machines: {machines}",
+            where=config_file.source,
+            fix="give num_processes as the total over all machines, a multiple of num_machines",
+        )
+    merged = {key: given.get(key) if given.get(key) is not None else from_config.get(key) for key in given}
+    named = "num_processes" if keys.num_processes is not None else f"distributed: {setup.name}"
+    if announce:
+        console.print(
+            f"{named} asks for {total} processes on {machines} machine(s): starting {total // machines} here (--nproc overrides)",
+            highlight=False,
+        )
+    return total // machines, merged
+
+
+def resolve_for_job(config_file: ConfigFile, world_size: int):
+    """The config checked for a job of `world_size` processes (no `GRPOConfig` built), its warnings left to the
+    ranks that run it: what `grpokit train` checks before it starts torchrun, and `grpokit validate` too."""
+    import logging
+
+    from grpokit.config.loading import resolve_config
+
+    grpokit_logger = logging.getLogger("grpokit")
+    level = grpokit_logger.level
+    grpokit_logger.setLevel(logging.ERROR)  # the ranks (or the load that follows) print the warnings
+    try:
+        return resolve_config(config_file, world_size=world_size)
+    finally:
+        grpokit_logger.setLevel(level)
 
 
 def trained_line(result) -> str:

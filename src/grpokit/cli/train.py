@@ -12,7 +12,7 @@ import typer
 
 from grpokit.cli.common import console, reporting_errors, stdout
 from grpokit.cli.log_format import one_line
-from grpokit.cli.migration import trained_line
+from grpokit.cli.migration import resolve_for_job, trained_line
 from grpokit.errors import GrpokitError, HealthCheckStopped
 
 logger = logging.getLogger("grpokit.cli")
@@ -81,7 +81,6 @@ def train_with_torchrun(config_file: ConfigFile, nproc: int, **rendezvous_option
     The config is checked here first, for the job's number of processes, so a bad config is one
     message and exit code 2 rather than one traceback per rank.
     """
-    from grpokit.config.loading import resolve_config
     from grpokit.launch.torchrun import (
         needs_launcher,
         resolve_rendezvous,
@@ -91,14 +90,8 @@ def train_with_torchrun(config_file: ConfigFile, nproc: int, **rendezvous_option
 
     with reporting_errors():
         rendezvous = resolve_rendezvous(nproc, **rendezvous_options)
-        if needs_launcher(rendezvous):
-            grpokit_logger = logging.getLogger("grpokit")
-            level = grpokit_logger.level
-            grpokit_logger.setLevel(logging.ERROR)  # the ranks print the fallback warnings themselves
-            try:
-                launch_config = resolve_config(config_file, world_size=rendezvous.nproc_per_node * rendezvous.nnodes)
-            finally:
-                grpokit_logger.setLevel(level)
+        if needs_launcher(rendezvous):  # the ranks print the config's warnings themselves
+            launch_config = resolve_for_job(config_file, rendezvous.nproc_per_node * rendezvous.nnodes)
     if needs_launcher(rendezvous):
         from grpokit.outputs.health_events import job_stop_event
         from grpokit.outputs.run_lock import run_lock_for_launched_ranks

@@ -14,8 +14,17 @@ import os
 from typing import Any
 
 from grpokit.commands.conversion import Conversion, show
-from grpokit.config.trl_cli import DATASET_KEYS, OPTION_FOR_KEY, SAME_NAME_OPTIONS, TRL_REWARDS, trl_cli_keys
-from grpokit.config.trl_versions import installed_trl_version, resolve_version, version_defaults
+from grpokit.config.launch_keys import LAUNCH_KEYS
+from grpokit.config.old_fields import release_fields
+from grpokit.config.trl_cli import (
+    DATASET_KEYS,
+    MIXTURE_KEYS,
+    OPTION_FOR_KEY,
+    SAME_NAME_OPTIONS,
+    trl_cli_keys,
+    trl_grpo_reward_specs,
+)
+from grpokit.config.trl_versions import resolve_version
 from grpokit.errors import ConfigError
 from grpokit.secrets import is_secret_key
 
@@ -27,23 +36,22 @@ def convert_trl(
     from grpokit.config.trl_fields import trl_field_names
 
     version = resolve_version(trl_version, source)
-    old_fields = set(version_defaults(version))  # TRL `version`'s GRPOConfig, which the file was written for
-    known = set(trl_cli_keys()) | set(trl_field_names()) | old_fields
+    known = set(trl_cli_keys()) | set(trl_field_names()) | set(release_fields(version)) | set(LAUNCH_KEYS)
     unknown = sorted(key for key in map(str, raw) if key not in known)
     if unknown:
         raise ConfigError(
             f"{source} has keys `trl grpo` {version} does not read: {', '.join(unknown)}",
             where=source,
-            fix="convert a `trl grpo --config` YAML: GRPOConfig, ModelConfig and ScriptArguments keys",
+            fix="convert a `trl grpo --config` YAML: GRPOConfig (with its TrainingArguments), ModelConfig, ScriptArguments, "
+            "DatasetMixtureConfig and accelerate launch keys",
         )
     result = Conversion()
     why = "the accelerate sample pinned trl==0.16.1" if kind == "aws-accelerate" else f"written for TRL {version}"
     result.set("trl_defaults", version, f"{why}: every TRL field not set below takes its default")
     _trl_model(result, raw)
     _trl_data(result, raw)
-    _trl_rewards(result, raw, kind)
-    if accelerate_config:
-        result.set("distributed", accelerate_config, "the accelerate config file: its mixed precision and process count")
+    _trl_rewards(result, raw, kind, source)
+    _trl_launch(result, raw, accelerate_config)
     _trl_tracking(result, raw)
     for key, value in raw.items():
         if is_secret_key(key):
@@ -52,20 +60,46 @@ def convert_trl(
             result.set(key, value, f"{key} (GRPOConfig)")
     if "output_dir" in raw:
         result.set("output_dir", raw["output_dir"], "output_dir: the final model; checkpoints go to <output_dir>/checkpoints")
-    _trl_old_fields(result, raw, version)
+    _trl_old_fields(result, raw, version, source)
     return result
 
 
-def _trl_old_fields(result: Conversion, raw: dict[str, Any], version: str) -> None:
-    """Fields of the old TRL that today's TRL lacks: `max_prompt_length` keeps its meaning, the rest is noted."""
+def _trl_old_fields(result: Conversion, raw: dict[str, Any], version: str, source: str) -> None:
+    """Fields of TRL `version` (its GRPOConfig and TrainingArguments) that today's lack: `max_prompt_length` keeps its
+    meaning; the others are mapped onto what replaced them, noted as inert, or refused naming the release
+    (`config.old_fields`, as `trl_defaults:` reads them at load)."""
+    from grpokit.config.old_fields import read_old_fields
     from grpokit.config.trl_fields import trl_field_names
 
-    for key in [key for key in raw if key not in trl_field_names() and key not in trl_cli_keys()]:
-        if key == "max_prompt_length" and raw[key] is not None:
-            result.set(key, raw[key], f"TRL {version} cut prompts to their last max_prompt_length tokens")
-            result.set("truncate_prompts", True, "as TRL did (grpokit's own default stops at a longer prompt)")
-        else:
-            result.note(f"{key}: {show(raw[key])} left out: TRL {installed_trl_version()} has no {key}")
+    current = set(trl_field_names()) | set(trl_cli_keys()) | set(LAUNCH_KEYS)
+    old = {key: value for key, value in raw.items() if key not in current and key != "max_prompt_length"}
+    if raw.get("max_prompt_length") is not None:
+        result.set("max_prompt_length", raw["max_prompt_length"], f"TRL {version} cut prompts to their last max_prompt_length tokens")
+        result.set("truncate_prompts", True, "as TRL did (grpokit's own default stops at a longer prompt)")
+    if not old:
+        return
+    explicit = {key: value for key, value in raw.items() if key in trl_field_names()}
+    reading = read_old_fields(old, version, explicit=explicit, source=source)
+    for key, value in reading.trl_args.items():
+        result.config[key] = value
+    for override in reading.overrides:
+        result.note(override.line())
+
+
+def _trl_launch(result: Conversion, raw: dict[str, Any], accelerate_config: str | None) -> None:
+    """`trl grpo`'s `accelerate launch` keys: grpokit reads the same keys (`config.launch_keys`), so they are kept."""
+    given = raw.get("accelerate_config")
+    if accelerate_config and given is not None and given != accelerate_config:
+        raise ConfigError(
+            f"--accelerate-config {accelerate_config} and the file's accelerate_config: {given} differ",
+            where="accelerate_config",
+            fix="give one of them",
+        )
+    if accelerate_config or given is not None:
+        result.set("distributed", accelerate_config or given, "the accelerate config file: its mixed precision and process count")
+    for key in LAUNCH_KEYS:
+        if key != "accelerate_config" and raw.get(key) is not None:
+            result.set(key, raw[key], f"{key}: the launch, as trl grpo hands it to accelerate launch")
 
 
 def _trl_model(result: Conversion, raw: dict[str, Any]) -> None:
@@ -109,6 +143,12 @@ def _trl_tracking(result: Conversion, raw: dict[str, Any]) -> None:
 
 
 def _trl_data(result: Conversion, raw: dict[str, Any]) -> None:
+    if raw.get("datasets"):  # trl grpo loads the mixture and ignores dataset_name
+        mixture = {key: raw[key] for key in MIXTURE_KEYS if raw.get(key) is not None}
+        result.set("dataset_mixture", mixture, "datasets (+ test_split_size): loaded by TRL's get_dataset, as trl grpo does")
+        if raw.get("dataset_name"):
+            result.note(f"dataset_name: {show(raw['dataset_name'])} left out: trl grpo loads datasets: instead")
+        return
     if not raw.get("dataset_name"):
         result.note("no dataset_name: set train_dataset_path or load_dataset.path before training")
         return
@@ -116,17 +156,18 @@ def _trl_data(result: Conversion, raw: dict[str, Any]) -> None:
     result.set("load_dataset", section, "dataset_name (+ config, splits): datasets.load_dataset, a Hub id or a local folder")
 
 
-def _trl_rewards(result: Conversion, raw: dict[str, Any], kind: str) -> None:
-    specs: list[dict[str, Any]] = []
-    if raw.get("reward_model_name_or_path"):
-        specs.append({"name": "reward_model", "model_name_or_path": raw["reward_model_name_or_path"]})
-    for name in raw.get("reward_funcs") or []:
-        specs.append(dict(TRL_REWARDS.get(name, {"name": name})))
+def _trl_rewards(result: Conversion, raw: dict[str, Any], kind: str, source: str) -> None:
+    """The rewards as `trl grpo` reads them (`config.trl_cli.trl_grpo_reward_specs`): a name it does not know stays
+    an error, and `reward_weights` must give one weight per reward, as `trl grpo` itself requires."""
+    specs = trl_grpo_reward_specs(
+        raw.get("reward_model_name_or_path"),
+        raw.get("reward_funcs"),
+        raw.get("reward_weights"),
+        trust_remote_code=bool(raw.get("trust_remote_code")),
+        source=source,
+    )
     if not specs:
         result.note("no reward_model_name_or_path or reward_funcs: add rewards: before training")
         return
-    weights = raw.get("reward_weights")
-    if weights is not None and len(weights) == len(specs):
-        specs = [{**spec, "weight": weight} for spec, weight in zip(specs, weights)]
     alone = kind == "aws-accelerate" and len(specs) == 1
     result.set("rewards", specs, "grpo_advanced.py scored with the reward model alone" if alone else "trl grpo's rewards, in its order")

@@ -38,6 +38,7 @@ TRIAL_ROW_POOL = 256  # the trial's prompts are the shortest of the first rows
 TRIAL_SETTINGS: dict[str, Any] = {
     "save_strategy": "no",
     "eval_strategy": "no",
+    "eval_on_start": False,  # the trial has no eval rows; the run's evaluation settings are checked at load
     "do_eval": False,
     "load_best_model_at_end": False,
     "report_to": "none",

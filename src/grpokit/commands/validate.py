@@ -28,7 +28,7 @@ class ValidationReport:
     reward_names: list[str]
     reward_weights: list[float]
     reward_rows: list[dict]  # one entry per (row, dummy completion): scores per reward and the weighted total
-    fallback_warnings: list[str]
+    overrides: list[str]  # one line per value the run does not use as written (`RunConfig.overrides`)
     prompt_lengths: list[str] = field(default_factory=list)  # one line of token percentiles per split
     trial_step: TrialStep | None = None
     notes: list[str] = field(default_factory=list)  # settings that are valid but likely not what was meant
@@ -59,7 +59,7 @@ def validate(config: RunConfig, *, rows: int = 2, trial_step: bool = True) -> Va
         reward_names=list(reward_set.names),
         reward_weights=list(reward_set.weights),
         reward_rows=scored,
-        fallback_warnings=list(config.fallback_warnings),
+        overrides=config.override_lines,
         prompt_lengths=prompt_lengths,
         trial_step=trial,
         notes=logging_notes(config.trl_args),

@@ -8,7 +8,7 @@ file as accelerate would and carries it into the run:
 |---|---|
 | `distributed_type` | NO / MULTI_GPU / MULTI_CPU: data parallel; FSDP: `fsdp`, `fsdp_config`; DEEPSPEED: `deepspeed` |
 | `mixed_precision` | `fp16` / `bf16` / `no`: the TrainingArguments fields `fp16` and `bf16` |
-| `num_processes`, `num_machines`, `machine_rank`, `main_process_ip`, `main_process_port` | the process count and rendezvous of `grpokit train` (torchrun), unless `--nproc` says otherwise |
+| `num_processes`, `num_machines`, `machine_rank`, `main_process_ip`, `main_process_port` | the process count and rendezvous of `grpokit train` (torchrun), unless `--nproc` (or the config's own `num_processes`) says otherwise; with `distributed_type: NO` one process, as `accelerate launch` starts |
 | `use_cpu` | `use_cpu` |
 
 A key grpokit cannot honour (`mixed_precision: fp8`, a `gpu_ids` list, `compute_environment:
@@ -98,7 +98,7 @@ def read_accelerate_settings(path: Path, data: dict[str, Any], source: str) -> A
     return AccelerateSettings(
         distributed_type=distributed_type,
         mixed_precision=_mixed_precision(data),
-        launch=_launch(data, path, source),
+        launch=None if distributed_type == "NO" else _launch(data, path, source),  # `accelerate launch` starts one process
         trl_args={"use_cpu": True} if data.get("use_cpu") else {},
     )
 

@@ -22,7 +22,6 @@ be honoured is an error naming it.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from grpokit.config.accelerate_file import (
     mixed_precision_fields,
     read_accelerate_settings,
 )
+from grpokit.config.overrides import Override
 from grpokit.config.trl_fields import trl_field_types
 from grpokit.config.trl_versions import ORIGIN_FILE
 from grpokit.errors import ConfigError
@@ -51,8 +51,6 @@ PRESET_FILES: dict[str, str] = {
     "deepspeed_zero2": "deepspeed_zero2.json",
     "deepspeed_zero3": "deepspeed_zero3.json",
 }
-DEEPSPEED_INSTALL_FIX = "pip install deepspeed (on a machine with the CUDA toolkit), or use distributed: fsdp"
-VLLM_INSTALL_FIX = "pip install 'grpokit[vllm]' (the vLLM versions the installed TRL supports), or set use_vllm: false"
 # transformers' own FSDP JSON (`fsdp_config: path.json`) uses these keys, with or without `fsdp_`.
 FSDP_CONFIG_KEYS = {
     "version",
@@ -205,64 +203,48 @@ def _deepspeed_from_accelerate(section: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- load-time checks
 
 
-def _is_installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) -> list[Override]:
+    """Check `distributed:` (resolved in `config.distributed`) at load time; on a CPU, fall back to what runs there.
 
-
-def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) -> list[str]:
-    """Check `distributed:` (resolved in `config.distributed`) and `use_vllm` at load time; on a CPU, fall
-    back to what runs there.
-
-    - a DeepSpeed preset needs the `deepspeed` package; `use_vllm: true` on a CUDA machine needs `vllm`;
     - accelerate shards (FSDP, DeepSpeed) on GPUs only: on a CPU the run uses plain data parallel;
     - several CPU processes need `use_cpu: true`, else accelerate leaves each process training alone.
 
-    Returns one warning line per fallback. Raises `ConfigError` for a missing package or a bad preset.
+    The accelerate file's settings and `use_cpu` go into `config.trl_args` (they are the file's and the
+    launch's, not changes to what the config wrote); what the config wrote and the run does not use is
+    returned as `Override`s for the caller to apply (`distributed` becoming `ddp` on a CPU).
+    The packages a preset needs are checked after this (`config.packages`): on a CPU it needs none.
+    Raises `ConfigError` for a bad preset.
     """
-    options, warnings = config.options, []
+    options, overrides = config.options, []
     setup = config.distributed
     if setup is not None:
         if setup.accelerate is not None:
-            warnings += _carry_accelerate_settings(config, setup, has_cuda=has_cuda, world_size=world_size)
-        if setup.kind == "deepspeed" and not _is_installed("deepspeed"):
-            raise ConfigError(
-                f"distributed: {options.distributed} needs the deepspeed package, which is not installed",
-                where=config.source,
-                fix=DEEPSPEED_INSTALL_FIX,
-            )
+            overrides += _carry_accelerate_settings(config, setup, has_cuda=has_cuda, world_size=world_size)
         if setup.kind != "ddp" and not has_cuda:
-            warnings.append(
-                f"distributed: {options.distributed} shards the model across GPUs and none was found; "
-                "using plain data parallel (ddp) on the CPU instead"
+            overrides.append(
+                Override("distributed", options.distributed, "ddp", "shards the model across GPUs and none was found; "
+                         "plain data parallel on the CPU instead", "option")  # fmt: skip
             )
-            options.distributed = "ddp"
-            config.distributed = resolve_distributed("ddp", config.base_dir, config.source)
-    if has_cuda and config.trl_args.get("use_vllm") and not _is_installed("vllm"):
-        raise ConfigError(
-            f"use_vllm: true (vllm_mode: {config.trl_args.get('vllm_mode', 'colocate')}) needs the vllm package, which is not installed",
-            where=config.source,
-            fix=VLLM_INSTALL_FIX,
-        )
     if not has_cuda and world_size > 1:
         config.trl_args.setdefault("use_cpu", True)
-    log_on_main_process(logger, warnings)
-    return warnings
+    return overrides
 
 
-def _carry_accelerate_settings(config: LoadedConfig, setup: DistributedSetup, *, has_cuda: bool, world_size: int) -> list[str]:
+def _carry_accelerate_settings(
+    config: LoadedConfig, setup: DistributedSetup, *, has_cuda: bool, world_size: int
+) -> list[Override]:
     """An accelerate config's mixed precision into `fp16` / `bf16`; its process count checked against the job's.
 
     Raises:
         ConfigError: the file's mixed precision contradicts `bf16` / `fp16` set in the config itself.
     """
-    settings, warnings = setup.accelerate, []
+    settings, overrides = setup.accelerate, []
     assert settings is not None
     origin = f"distributed: {setup.name}"
     wanted = mixed_precision_fields(settings)
     if settings.mixed_precision in ("fp16", "bf16") and not has_cuda:
-        warnings.append(
-            f"distributed: {setup.name} sets mixed_precision: {settings.mixed_precision}, which needs a CUDA GPU; "
-            "training in float32 instead"
+        overrides.append(
+            Override(f"{origin} mixed_precision", settings.mixed_precision, "no", "needs a CUDA GPU; training in float32 instead")
         )
         wanted = {}
     for key, value in wanted.items():
@@ -283,11 +265,11 @@ def _carry_accelerate_settings(config: LoadedConfig, setup: DistributedSetup, *,
             config.trl_origins[key] = origin
     launch = settings.launch
     if launch is not None and world_size > 1 and launch.num_processes != world_size:
-        warnings.append(
-            f"distributed: {setup.name} sets num_processes: {launch.num_processes}, but this job runs {world_size} "
-            "processes: the launcher's count is used"
+        overrides.append(
+            Override(f"{origin} num_processes", launch.num_processes, world_size, "this job runs that many processes: "
+                     "the launcher's count is used")  # fmt: skip
         )
-    return warnings
+    return overrides
 
 
 def log_on_main_process(log: logging.Logger, warnings: list[str]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,12 +28,28 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from grpokit.config.distributed import DistributedSetup, apply_distributed, resolve_distributed
-from grpokit.config.fallbacks import apply_cpu_fallbacks, cuda_available
-from grpokit.config.migration import read_foreign_keys, split_trl_cli_keys
-from grpokit.config.rewards import run_reward_specs
+from grpokit.config.distributed import (
+    DistributedSetup,
+    apply_distributed,
+    log_on_main_process,
+    resolve_distributed,
+)
+from grpokit.config.fallbacks import cpu_fallbacks, cpu_trl_settings, cuda_available
+from grpokit.config.inert import inert_options
+from grpokit.config.launch_keys import (
+    LAUNCH_KEYS,
+    LaunchKeys,
+    accelerate_launch_key_error,
+    launch_overrides,
+    read_launch_keys,
+)
+from grpokit.config.migration import read_foreign_keys, split_release_fields, split_trl_cli_keys
+from grpokit.config.old_fields import old_release_key_error
+from grpokit.config.overrides import Override, apply_to_trl_args, changed_options, lines
+from grpokit.config.packages import check_packages
+from grpokit.config.rewards import reward_model_trust_overrides, run_reward_specs
 from grpokit.config.schema import GrpokitOptions, RunConfig
-from grpokit.config.trl_cli import trl_cli_keys
+from grpokit.config.trl_cli import refused_parser_key, trl_cli_keys
 from grpokit.config.trl_fields import (
     GRPOKIT_TRL_DEFAULTS,
     build_grpo_config,
@@ -43,7 +60,9 @@ from grpokit.config.trl_fields import (
 )
 from grpokit.config.value_rules import (
     check_documented_choices,
+    check_evaluation_data,
     check_optimizer_and_schedule,
+    check_reference_model_sync,
     check_training_length,
 )
 from grpokit.config.yaml_file import read_yaml_file  # re-exported: grpokit.config.loading.read_yaml_file
@@ -51,6 +70,8 @@ from grpokit.errors import ConfigError, config_error_from_validation, unknown_ke
 from grpokit.secrets import remember_secrets_in
 
 OVERRIDES_NOTE = " (with --set overrides)"
+DISTRIBUTED_KEYS = ("distributed", "accelerate_config")  # the keys that name the distributed setup's file
+logger = logging.getLogger("grpokit.config")
 
 
 def own_keys() -> set[str]:
@@ -103,7 +124,12 @@ def split_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[
         elif key in trl_fields:
             theirs[key] = value
         else:
-            raise unknown_key_error(key, own_keys() | set(trl_fields) | trl_cli_keys(), source)
+            raise (
+                refused_parser_key(key, source)
+                or old_release_key_error(key, source)
+                or accelerate_launch_key_error(key, source)
+                or unknown_key_error(key, own_keys() | set(trl_fields) | trl_cli_keys() | set(LAUNCH_KEYS), source)
+            )
     return ours, theirs
 
 
@@ -138,9 +164,35 @@ class ConfigFile:
         if not overrides:
             return self
         changed = ConfigFile(apply_overrides(dict(self.data), overrides), self.path, True, self.base_dir)
-        if "distributed_setup" in self.__dict__ and changed.data.get("distributed") == self.data.get("distributed"):
+        if "distributed_setup" in self.__dict__ and all(changed.data.get(k) == self.data.get(k) for k in DISTRIBUTED_KEYS):
             changed.__dict__["distributed_setup"] = self.distributed_setup  # its file was read already
         return changed
+
+    @functools.cached_property
+    def launch(self) -> LaunchKeys:
+        """`trl grpo`'s launch keys (`num_processes`, `accelerate_config`, ...), read once: see `config.launch_keys`.
+
+        Raises:
+            ConfigError: a bad count or port, or an `accelerate_config` that names nothing.
+        """
+        return read_launch_keys(self.data, self.base_dir, self.source)
+
+    @property
+    def distributed_value(self) -> str | None:
+        """`distributed:`, or what `accelerate_config` (`trl grpo`'s key) names; None when neither is set.
+
+        Raises:
+            ConfigError: both are set, to different files.
+        """
+        value = self.data.get("distributed")
+        from_trl = self.launch.accelerate_config
+        if value is not None and from_trl is not None and value != from_trl:
+            raise ConfigError(
+                f"distributed: {value!r} and accelerate_config: {self.data.get('accelerate_config')!r} are both set",
+                where=self.source,
+                fix="keep one: accelerate_config (trl grpo's key) is read as distributed:",
+            )
+        return value if value is not None else from_trl
 
     @functools.cached_property
     def distributed_setup(self) -> DistributedSetup | None:
@@ -149,7 +201,7 @@ class ConfigFile:
         Raises:
             ConfigError: the value names no preset and no readable file (see `resolve_distributed`).
         """
-        value = self.data.get("distributed")
+        value = self.distributed_value
         if not isinstance(value, str):
             return None
         return resolve_distributed(value, self.base_dir, self.source)
@@ -184,7 +236,17 @@ class _Resolving:
     base_dir: Path
     trl_origins: dict[str, str]
     distributed: DistributedSetup | None
-    fallback_warnings: list[str]
+    overrides: list[Override] = field(default_factory=list)
+
+    def apply(self, overrides: list[Override]) -> None:
+        """Apply the overrides a step decided (`config.overrides`), and keep them for the record."""
+        options = changed_options(overrides)
+        if options:
+            self.options = self.options.model_copy(update=options)
+        if "distributed" in options:  # the sharding fallback: ddp instead of the file's FSDP / DeepSpeed
+            self.distributed = resolve_distributed(options["distributed"], self.base_dir, self.source)
+        apply_to_trl_args(overrides, self.trl_args)
+        self.overrides += overrides
 
 
 def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, world_size: int | None = None) -> RunConfig:
@@ -194,6 +256,9 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     job it is about to start; TRL's `GRPOConfig` of this process is then not built (the job builds
     its own, since TRL measures the world of the process it runs in).
 
+    Every value the run does not use as written (the CPU fallbacks, what the `distributed:` setup or an
+    inert option leaves unused) is one `Override` in `RunConfig.overrides`, logged here once.
+
     Raises `ConfigError` naming the key, the file and a fix for unknown keys, wrong types, missing
     required keys, impossible batch arithmetic and options TRL rejects.
     """
@@ -201,11 +266,16 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     raw = dict(file.data)
     remember_secrets_in(raw)  # masked in every log line and error message from here on
     raw_keys = {str(key) for key in raw}
+    launch = file.launch  # trl grpo's `accelerate launch` keys: the CLI read them to start the job
+    raw = {key: value for key, value in raw.items() if key not in LAUNCH_KEYS}
     raw, cli_keys = split_trl_cli_keys(raw, own_keys(), trl_field_names())  # trl grpo's ModelConfig / ScriptArguments keys
+    raw, old_fields = split_release_fields(raw, own_keys() | set(trl_field_names()), source)  # fields of `trl_defaults:`'s TRL
     ours, theirs = split_keys(raw, source)
+    if file.distributed_value is not None:
+        ours["distributed"] = file.distributed_value  # accelerate_config: read as distributed:
     # trl grpo keys -> grpokit options, `trl_defaults: <version>`, the AWS sample's flat keys (config.migration)
     foreign = read_foreign_keys(
-        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source
+        raw_keys, cli_keys, ours, theirs, option_names=own_keys(), trl_fields=trl_field_names(), source=source, old_fields=old_fields
     )
     try:
         options = GrpokitOptions(**foreign.ours)
@@ -213,11 +283,11 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
         raise config_error_from_validation(error, source, model=GrpokitOptions) from None
     theirs = check_trl_values(foreign.theirs, source)  # the first step that imports TRL
     trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
-    _refuse_reward_weights(trl_args, source)
-    reward_specs = run_reward_specs(options.rewards, options.reward_model_name_or_path, source=source)
+    reward_specs = run_reward_specs(
+        options.rewards, options.reward_model_name_or_path, reward_weights=trl_args.pop("reward_weights", None), source=source
+    )
     loaded_trl_args = dict(trl_args)
     has_cuda = _cuda_available() if cuda_available is None else cuda_available
-    fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
     config = _Resolving(
         options=options,
         trl_args=trl_args,
@@ -225,39 +295,42 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
         base_dir=file.base_dir,
         trl_origins=foreign.origins(loaded_trl_args, loaded_trl_args, GRPOKIT_TRL_DEFAULTS),
         distributed=file.distributed_setup if options.distributed is not None else None,  # read once per process
-        fallback_warnings=fallback_warnings,
     )
+    config.apply(foreign.overrides)  # fields of an older TRL release: mapped, or acting on nothing
+    if not has_cuda:
+        config.apply(cpu_fallbacks(config.options, trl_args, theirs))
+        trl_args.update(cpu_trl_settings(trl_args))
     processes = world_size_from_env() if world_size is None else world_size
-    config.fallback_warnings += apply_distributed(config, has_cuda=has_cuda, world_size=processes)
+    config.apply(apply_distributed(config, has_cuda=has_cuda, world_size=processes))
+    config.apply(launch_overrides(launch, world_size=processes))
+    check_packages(config.options, trl_args, config.distributed, has_cuda=has_cuda, source=source)
+    config.apply(inert_options(config.options, trl_args))
+    config.apply(reward_model_trust_overrides(reward_specs, config.options.trust_remote_code))
     config.trl_origins = foreign.origins(loaded_trl_args, trl_args, GRPOKIT_TRL_DEFAULTS, config.trl_origins)
+    check_evaluation_data(config.options, trl_args, source)  # before the eval batch rule, which needs eval data to mean anything
     check_batch_arithmetic(trl_args, world_size=processes, source=source)
     check_documented_choices(trl_args, source)  # values TRL only looks at once the model is loaded
     check_training_length(trl_args, source)
+    check_reference_model_sync(config.options, trl_args, source)
+    log_on_main_process(logger, lines(config.overrides))
     resolved = RunConfig(
-        options=options,
+        options=config.options,
         trl_args=MappingProxyType(trl_args),
         source=source,
         base_dir=config.base_dir,
         distributed=config.distributed,
         reward_specs=reward_specs,
-        fallback_warnings=config.fallback_warnings,
+        overrides=tuple(config.overrides),
         trl_origins=MappingProxyType(config.trl_origins),
     )
     if world_size is not None:
         return resolved
     # TRL's GRPOConfig of this process, built once: TRL validates it here, at load, and every stage reads it
-    grpo_config = build_grpo_config(resolved.grpo_config_kwargs(), output_dir=options.resolved_checkpoint_dir, source=source)
+    grpo_config = build_grpo_config(
+        resolved.grpo_config_kwargs(), output_dir=config.options.resolved_checkpoint_dir, source=source
+    )
     check_optimizer_and_schedule(grpo_config, trl_args, source)
     return replace(resolved, grpo_config=grpo_config)
-
-
-def _refuse_reward_weights(trl_args: Mapping[str, Any], source: str) -> None:
-    if "reward_weights" in trl_args:
-        raise ConfigError(
-            "reward_weights is set, but grpokit takes each reward's weight from the rewards: list",
-            where=source,
-            fix="remove reward_weights and give each reward a weight: in rewards:",
-        )
 
 
 def load_config(

@@ -22,6 +22,8 @@ from typing import Any
 from grpokit.config import trl_versions
 from grpokit.config.aws_sample import aws_sample_warning, looks_like_aws_sample
 from grpokit.config.distributed import log_on_main_process
+from grpokit.config.old_fields import old_field_names, read_old_fields
+from grpokit.config.overrides import Override
 from grpokit.config.trl_cli import options_from_trl_cli, trl_cli_keys
 
 logger = logging.getLogger("grpokit.config")
@@ -35,6 +37,7 @@ class ForeignKeys:
     theirs: dict[str, Any]
     pinned: trl_versions.PinnedDefaults | None = None
     warnings: list[str] = field(default_factory=list)
+    overrides: list[Override] = field(default_factory=list)  # keys read as another tool read them, or inert
 
     def trl_args(self, grpokit_defaults: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
         """today's TRL defaults < pinned release < grpokit's defaults < the file (`theirs`, type-checked)."""
@@ -85,6 +88,24 @@ def split_trl_cli_keys(raw: dict[str, Any], own: set[str], trl_fields: frozenset
     return rest, cli
 
 
+def split_release_fields(raw: dict[str, Any], known: set[str], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the file's keys without the old ones, its fields of the `trl_defaults:` release that today's TRL lacks).
+
+    `known`: the keys grpokit, today's TRL and `trl grpo` read. Without `trl_defaults:` nothing is split.
+
+    Raises:
+        ConfigError: `trl_defaults:` names no shipped table (see `trl_versions.resolve_version`).
+    """
+    if raw.get("trl_defaults") is None:
+        return raw, {}
+    version = trl_versions.resolve_version(str(raw["trl_defaults"]), source)
+    old_names = old_field_names(version, known)
+    return (
+        {key: value for key, value in raw.items() if key not in old_names},
+        {key: value for key, value in raw.items() if key in old_names},
+    )
+
+
 def read_foreign_keys(
     raw_keys: set[str],
     cli_keys: dict[str, Any],
@@ -94,23 +115,31 @@ def read_foreign_keys(
     option_names: set[str],
     trl_fields: frozenset[str] | set[str],
     source: str,
+    old_fields: dict[str, Any] | None = None,
 ) -> ForeignKeys:
     """Map `trl grpo` keys onto grpokit options, apply `trl_defaults`, warn about AWS-sample-shaped files.
 
     `raw_keys`: every key the file sets; `cli_keys`: its TRL CLI keys (`split_trl_cli_keys`);
-    `ours` / `theirs`: its grpokit options and GRPOConfig fields.
+    `ours` / `theirs`: its grpokit options and GRPOConfig fields; `old_fields`: its fields of the
+    `trl_defaults:` release that today's TRL lacks (`split_release_fields`), read by `config.old_fields`.
 
     Raises:
-        ConfigError: as `options_from_trl_cli` and `trl_versions.resolve_version` do.
+        ConfigError: as `options_from_trl_cli`, `trl_versions.resolve_version` and `old_fields.read_old_fields` do.
     """
     ours, theirs = dict(ours), dict(theirs)
+    overrides: list[Override] = []
     if cli_keys:
         mapped = options_from_trl_cli(cli_keys, ours, theirs, source)
         ours = {**mapped.defaults, **ours, **mapped.options}
         ours = {key: value for key, value in ours.items() if value is not None or key in raw_keys or key == "lora_target_modules"}
         for key in mapped.consumed_trl_fields:
             theirs.pop(key, None)
-    result = ForeignKeys(ours=ours, theirs=theirs)
+        overrides += mapped.overrides
+    if old_fields:
+        reading = read_old_fields(old_fields, trl_versions.resolve_version(str(ours["trl_defaults"]), source), explicit=theirs, source=source)
+        theirs.update(reading.trl_args)
+        overrides += reading.overrides
+    result = ForeignKeys(ours=ours, theirs=theirs, overrides=overrides)
     if ours.get("trl_defaults") is not None:
         version = trl_versions.resolve_version(str(ours["trl_defaults"]), source)
         ours["trl_defaults"] = version

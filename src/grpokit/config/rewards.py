@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from grpokit.config.overrides import Override
 from grpokit.errors import ConfigError
 
 
@@ -54,16 +55,22 @@ def default_reward_specs() -> list[RewardSpec]:
 
 
 def run_reward_specs(
-    rewards: list[RewardSpec] | None, reward_model_name_or_path: str | None, *, source: str
+    rewards: list[RewardSpec] | None,
+    reward_model_name_or_path: str | None,
+    *,
+    reward_weights: list[float] | None = None,
+    source: str,
 ) -> tuple[RewardSpec, ...]:
     """The run's rewards: the `rewards:` list (default: rouge_l, length, format), and `reward_model_name_or_path`.
 
     `reward_model_name_or_path` without a `rewards:` list scores with the reward model alone, as the
     AWS sample's accelerate variant (`grpo_advanced.py`) and `trl grpo` do; with a list, it is added
-    to it (weight 1.0).
+    to it (weight 1.0). `reward_weights` (TRL's field) gives the rewards their weights in that order,
+    as TRL reads it; a reward entry's own `weight:` says the same, so only one of the two may be given.
 
     Raises:
-        ConfigError: `rewards:` is an empty list.
+        ConfigError: `rewards:` is an empty list; `reward_weights` has not one weight per reward, or is
+            given together with a reward's own `weight:`.
     """
     if rewards is None and reward_model_name_or_path:  # the reward model alone
         specs: list[RewardSpec] = []
@@ -73,4 +80,47 @@ def run_reward_specs(
             raise ConfigError("rewards: is an empty list", where=source, fix="list at least one reward, or remove the key")
     if reward_model_name_or_path:
         specs.append(RewardSpec(name="reward_model", model_name_or_path=reward_model_name_or_path))
+    if reward_weights is not None:
+        specs = _weighted(specs, reward_weights, source)
     return tuple(specs)
+
+
+def _weighted(specs: list[RewardSpec], weights: list[float], source: str) -> list[RewardSpec]:
+    """`specs` with `reward_weights` as their weights, in order (TRL's meaning of the field)."""
+    names = ", ".join(spec.name for spec in specs)
+    if len(weights) != len(specs):
+        raise ConfigError(
+            f"reward_weights has {len(weights)} values for {len(specs)} rewards ({names})",
+            where=source,
+            fix="give one weight per reward, in the order of rewards: (reward_model_name_or_path last), as TRL does",
+        )
+    weighted = [spec for spec in specs if "weight" in spec.model_fields_set]
+    if weighted:
+        raise ConfigError(
+            f"reward_weights and the weight: of reward '{weighted[0].name}' are both given",
+            where=source,
+            fix="give the weights one way: reward_weights (one per reward, in order) or weight: in each rewards: entry",
+        )
+    return [spec.model_copy(update={"weight": float(weight)}) for spec, weight in zip(specs, weights)]
+
+
+def reward_model_trust_overrides(specs: tuple[RewardSpec, ...], trust_remote_code: bool) -> list[Override]:
+    """`trust_remote_code: true` does not reach a reward model whose entry does not ask for it itself.
+
+    TRL loads a reward model named by a string with `GRPOConfig.trust_remote_code`; grpokit runs a
+    checkpoint's own code only where the entry that names it says so (the `trl grpo` keys set it there, as
+    TRL would). The difference is said once at load, for each reward model it keeps off.
+    """
+    if not trust_remote_code:
+        return []
+    return [
+        Override(
+            f"trust_remote_code (reward model {spec.params.get('model_name_or_path')})",
+            True,
+            False,
+            "grpokit runs a reward model's own code only when its rewards: entry sets trust_remote_code: true; "
+            "the policy model gets it as written",
+        )
+        for spec in specs
+        if spec.name == "reward_model" and not spec.params.get("trust_remote_code")
+    ]

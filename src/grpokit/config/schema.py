@@ -27,21 +27,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from grpokit.config.distributed import DistributedSetup
 from grpokit.config.dynamic_sampling import DynamicSamplingOptions
 from grpokit.config.health import HealthOptions
+from grpokit.config.overrides import Override, lines
 from grpokit.config.rewards import RewardSpec
 from grpokit.config.sagemaker import SageMakerSettings
 from grpokit.config.trl_fields import GRPOKIT_TRL_DEFAULTS, SECRET_TRL_FIELDS
 from grpokit.data.hub import LoadDatasetOptions
+from grpokit.data.mixture import DatasetMixtureOptions
 from grpokit.data.options import DatasetOptions
 from grpokit.secrets import mask_secrets
 
 WANDB_TOKEN_PROJECT = "grpokit"  # the W&B project when a config sets wandb_token but no wandb_project
 CHECKPOINTS_DIR = "checkpoints"  # checkpoint_dir's default, under output_dir
+TRAINING_DATA_SOURCES = ("train_dataset_path", "load_dataset", "dataset_mixture")  # a config names exactly one
 
 
 class GrpokitOptions(BaseModel):
     """grpokit's own options. Every other top-level key must be a field of TRL's GRPOConfig."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Frozen: the options are resolved once; what the load changes (CPU fallbacks, ...) makes a new copy
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The TRL release the file was written against (see docs/migrating.md)
     trl_defaults: str | None = Field(
@@ -100,7 +104,14 @@ class GrpokitOptions(BaseModel):
         description="Instead of train_dataset_path: a dataset read with datasets.load_dataset (a Hub id or a local "
         "folder), as TRL's dataset_name, dataset_config, dataset_train_split and dataset_test_split.",
     )
-    test_dataset_path: str | None = Field(None, description="Optional evaluation data, same formats.")
+    dataset_mixture: DatasetMixtureOptions | None = Field(
+        None,
+        description="Instead of train_dataset_path: several datasets mixed as TRL mixes them ({datasets: [{path, name, "
+        "data_files, split, columns, fraction}, ...], test_split_size}); TRL's `datasets:`. See docs/migrating.md.",
+    )
+    test_dataset_path: str | None = Field(
+        None, description="Optional evaluation data, same formats (with train_dataset_path; the other sources have their own)."
+    )
     dataset: DatasetOptions = Field(default_factory=DatasetOptions, description="How rows become prompts.")
     max_prompt_length: int | None = Field(
         None,
@@ -186,10 +197,19 @@ class GrpokitOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_training_dataset(self) -> GrpokitOptions:
-        if self.train_dataset_path is None and self.load_dataset is None:
-            raise ValueError("no training data: set train_dataset_path (a local file or directory) or load_dataset (TRL: dataset_name)")
-        if self.train_dataset_path is not None and self.load_dataset is not None:
-            raise ValueError("set either train_dataset_path or load_dataset (TRL: dataset_name), not both")
+        sources = [name for name in TRAINING_DATA_SOURCES if getattr(self, name) is not None]
+        if not sources:
+            raise ValueError(
+                "no training data: set train_dataset_path (a local file or directory), load_dataset (TRL: dataset_name) "
+                "or dataset_mixture (TRL: datasets)"
+            )
+        if len(sources) > 1:
+            raise ValueError(f"set one source of training data, not {' and '.join(sources)}")
+        if self.test_dataset_path is not None and self.train_dataset_path is None:
+            raise ValueError(
+                f"test_dataset_path goes with train_dataset_path; {sources[0]} names its own test split "
+                "(load_dataset.test_split, dataset_mixture.test_split_size)"
+            )
         if self.load_in_4bit and self.load_in_8bit:
             raise ValueError("load_in_4bit and load_in_8bit are both true: choose one")
         return self
@@ -226,6 +246,9 @@ class RunConfig:
       read-only; `trl_origins` says where each value came from;
     - `distributed`: the resolved `distributed:` preset or file (None when unset);
     - `reward_specs`: the run's rewards in order (the default three, the reward model included);
+    - `overrides`: every value the config sets that the run does not use as written (changed for this
+      machine or launch, or acting on nothing), with why: the log, `validate`, `run_info.json` and the
+      report read this one list (`config.overrides`);
     - `grpo_config`: TRL's `GRPOConfig` of this process, built once at load with everything TRL checks
       already in it (the reward weights too); every stage reads this one object. None only when the
       config was loaded to check a job of another size (`load_config(world_size=N)` in a launcher).
@@ -240,9 +263,14 @@ class RunConfig:
     base_dir: Path
     distributed: DistributedSetup | None = None
     reward_specs: tuple[RewardSpec, ...] = ()
-    fallback_warnings: list[str] = field(default_factory=list)  # one line per option this machine changed
+    overrides: tuple[Override, ...] = ()
     trl_origins: Mapping[str, str] = field(default_factory=dict)  # TRL field -> where its value came from (trl_versions)
     grpo_config: Any = None  # trl.GRPOConfig
+
+    @property
+    def override_lines(self) -> list[str]:
+        """One line per override, as the log and `grpokit validate` show them."""
+        return lines(self.overrides)
 
     @property
     def reward_weights(self) -> list[float]:
@@ -254,12 +282,15 @@ class RunConfig:
 
         The `distributed:` setup's fields (fsdp, fsdp_config, deepspeed, ...) first: keys in the config win;
         secrets left out (transformers pickles GRPOConfig into every checkpoint); `push_to_hub` off (grpokit
-        pushes the final, possibly merged, model itself: `outputs.hub`); the reward weights from `rewards:`.
+        pushes the final, possibly merged, model itself: `outputs.hub`); the reward weights from `rewards:`;
+        `trust_remote_code` from grpokit's option of that name (the one key both share): TRL reads it only to
+        load the same model again (the reference model, vLLM's copy), so it follows what grpokit loads.
         """
         preset = self.distributed.trl_args if self.distributed is not None else {}
         kwargs = {key: value for key, value in {**preset, **self.trl_args}.items() if key not in SECRET_TRL_FIELDS}
         kwargs.pop("push_to_hub", None)
         kwargs["reward_weights"] = self.reward_weights
+        kwargs["trust_remote_code"] = self.options.trust_remote_code
         return kwargs
 
     @property

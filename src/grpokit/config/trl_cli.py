@@ -14,6 +14,7 @@ classes, and mapped onto grpokit's options:
 | `use_peft` | `use_lora` |
 | `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`, `lora_modules_to_save`, `use_rslora`, `use_dora`, `load_in_4bit`, `load_in_8bit`, `attn_implementation` | the same names |
 | `dataset_name`, `dataset_config`, `dataset_train_split`, `dataset_test_split` | `load_dataset: {path, name, train_split, test_split}` |
+| `datasets`, `test_split_size` (TRL's `DatasetMixtureConfig`; `streaming: true` is refused) | `dataset_mixture: {datasets, test_split_size}` |
 | `reward_model_name_or_path`, `reward_funcs` (+ GRPOConfig's `reward_weights`) | `rewards:` |
 
 A file that names its model with `model_name_or_path` is a `trl grpo` config: the ModelConfig keys it
@@ -25,6 +26,7 @@ A key grpokit cannot honour (`lora_task_type` other than CAUSAL_LM, `bnb_4bit_qu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import typing
@@ -33,10 +35,17 @@ from typing import Any
 
 from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
+from grpokit.config.overrides import INERT, Override
 from grpokit.config.trl_names import dataclass_field_names
 from grpokit.errors import ConfigError
 
-TRL_CLI_CLASSES = (("trl", "ModelConfig"), ("trl", "ScriptArguments"), ("trl.scripts.grpo", "GRPOScriptArguments"))
+TRL_CLI_CLASSES = (
+    ("trl", "ModelConfig"),
+    ("trl", "ScriptArguments"),
+    ("trl.scripts.grpo", "GRPOScriptArguments"),
+    ("trl", "DatasetMixtureConfig"),
+)
+MIXTURE_KEYS = {"datasets": "datasets", "test_split_size": "test_split_size"}  # DatasetMixtureConfig -> dataset_mixture:
 RENAMED_KEYS = {"torch_dtype": "dtype"}  # ModelConfig's older spelling
 # ModelConfig / ScriptArguments key -> the grpokit option it sets.
 OPTION_FOR_KEY = {
@@ -59,8 +68,8 @@ TRL_REWARDS: dict[str, dict[str, Any]] = {
     # trl grpo builds it with these values (trl/scripts/grpo.py)
     "get_soft_overlong_punishment": {"name": "overlong_penalty", "max_completion_length": 1280, "cache_length": 256},
 }
-# Keys trl grpo accepts but does not read either: accepted, no effect.
-NO_EFFECT_KEYS = ("ignore_bias_buffers",)
+# Keys trl grpo accepts but does not read either: accepted, no effect (said once, as an override).
+NO_EFFECT_KEYS = {"ignore_bias_buffers": "trl grpo's script accepts it and does not read it either"}
 TRL_CLI_MARKER = "model_name_or_path"  # a file naming its model this way is a `trl grpo` config
 
 
@@ -75,6 +84,7 @@ class TrlCliOptions:
     defaults: dict[str, Any] = field(default_factory=dict)  # TRL ModelConfig defaults for a `trl grpo` config
     options: dict[str, Any] = field(default_factory=dict)
     consumed_trl_fields: set[str] = field(default_factory=set)  # GRPOConfig fields moved into options (reward_weights)
+    overrides: list[Override] = field(default_factory=list)  # keys accepted that act on nothing
 
 
 @functools.cache
@@ -123,13 +133,38 @@ def options_from_trl_cli(
             value = "auto" if key == "dtype" and cli_keys[key] is None else cli_keys[key]
             _set_option(mapped.options, ours, option, value, key, source)
     dataset = {section_key: cli_keys[key] for key, section_key in DATASET_KEYS.items() if key in cli_keys}
-    if dataset:
+    if cli_keys.get("datasets"):  # trl grpo loads the mixture and ignores dataset_name (with a warning)
+        mixture = {section_key: cli_keys[key] for key, section_key in MIXTURE_KEYS.items() if key in cli_keys}
+        _set_option(mapped.options, ours, "dataset_mixture", mixture, "datasets", source)
+        mapped.overrides += [
+            Override(key, cli_keys[key], INERT, "datasets: is set, and trl grpo loads that mixture instead")
+            for key in ("dataset_name", "dataset_config")
+            if cli_keys.get(key) is not None
+        ]
+    elif dataset:
         _set_option(mapped.options, ours, "load_dataset", dataset, "dataset_name", source)
     if "reward_funcs" in cli_keys:
         _set_option(mapped.options, ours, "rewards", _reward_specs(cli_keys, ours, theirs, source), "reward_funcs", source)
         mapped.options["reward_model_name_or_path"] = None  # now the first entry of rewards:
         mapped.consumed_trl_fields.add("reward_weights")
+    mapped.overrides += [
+        Override(key, cli_keys[key], INERT, why) for key, why in NO_EFFECT_KEYS.items() if cli_keys.get(key)
+    ]
+    if cli_keys.get("test_split_size") is not None and not cli_keys.get("datasets"):
+        mapped.overrides.append(Override("test_split_size", cli_keys["test_split_size"], INERT, "only a datasets: mixture reads it"))
     return mapped
+
+
+def refused_parser_key(key: str, source: str) -> ConfigError | None:
+    """The error for a key TRL's `TrlParser` reads itself (`env:`) and grpokit does not; None for any other key."""
+    if key != "env":
+        return None
+    return ConfigError(
+        "env: sets environment variables for `trl grpo` (TRL's TrlParser); grpokit does not change the environment "
+        "from a config file",
+        where=source,
+        fix="remove env: and export the variables before running grpokit (secrets such as HF_TOKEN belong there too)",
+    )
 
 
 def _set_option(options: dict[str, Any], ours: dict[str, Any], option: str, value: Any, key: str, source: str) -> None:
@@ -162,7 +197,7 @@ def _validate_with_trl(cli_keys: dict[str, Any], ours: dict[str, Any], source: s
         for key in set(given) & set(cli_keys):
             _check_type(key, given[key], hints.get(key, Any), class_name, source)
         try:
-            cls(**given)
+            cls(**copy.deepcopy(given))  # DatasetMixtureConfig turns the dicts of its list into objects in place
         except (ValueError, TypeError) as error:
             raise ConfigError(f"TRL's {class_name} rejected these keys: {error}", where=source, fix="change the keys named above") from None
 
@@ -196,6 +231,15 @@ def _refuse_what_cannot_be_honoured(cli_keys: dict[str, Any], ours: dict[str, An
         ),
         "lora_target_parameters": (bool(cli_keys.get("lora_target_parameters")), "grpokit targets modules, not parameters"),
         "dataset_streaming": (bool(cli_keys.get("dataset_streaming")), "grpokit reads the dataset into memory"),
+        "streaming": (bool(cli_keys.get("streaming")), "grpokit reads the dataset mixture into memory"),
+        "dataset_train_split": (
+            bool(cli_keys.get("datasets")) and cli_keys.get("dataset_train_split", "train") != "train",
+            "with datasets:, the mixture's training split is 'train', as TRL's get_dataset names it",
+        ),
+        "dataset_test_split": (
+            bool(cli_keys.get("datasets")) and cli_keys.get("dataset_test_split", "test") != "test",
+            "with datasets:, the mixture's test split is 'test' (test_split_size), as TRL's get_dataset names it",
+        ),
     }
     for key, (refused, why) in refusals.items():
         if refused:
@@ -214,10 +258,36 @@ def _refuse_what_cannot_be_honoured(cli_keys: dict[str, Any], ours: dict[str, An
 
 def _reward_specs(cli_keys: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """trl grpo's rewards in its order (the reward model first, then reward_funcs), with reward_weights."""
+    return trl_grpo_reward_specs(
+        ours.get("reward_model_name_or_path"),
+        cli_keys.get("reward_funcs"),
+        theirs.get("reward_weights"),
+        trust_remote_code=bool(ours.get("trust_remote_code")),
+        source=source,
+    )
+
+
+def trl_grpo_reward_specs(
+    reward_model: str | None,
+    reward_funcs: list[str] | None,
+    weights: list[float] | None,
+    *,
+    trust_remote_code: bool,
+    source: str,
+) -> list[dict[str, Any]]:
+    """The `rewards:` entries `trl grpo` would score with: the reward model first, then `reward_funcs` in order,
+    each with its `reward_weights` value. `load_config` and `grpokit convert trl` both read a file's rewards here.
+
+    Raises:
+        ConfigError: a reward name `trl grpo` does not know (never read as one of grpokit's rewards of the same
+            name: open-r1's `format` is not grpokit's `format`), or as many weights as rewards not given.
+    """
     specs: list[dict[str, Any]] = []
-    if ours.get("reward_model_name_or_path"):
-        specs.append({"name": "reward_model", "model_name_or_path": ours["reward_model_name_or_path"]})
-    for name in cli_keys["reward_funcs"] or []:
+    if reward_model:
+        specs.append({"name": "reward_model", "model_name_or_path": reward_model})
+        if trust_remote_code:  # TRL loads the reward model with the run's trust_remote_code
+            specs[-1]["trust_remote_code"] = True
+    for name in reward_funcs or []:
         if name in TRL_REWARDS:
             specs.append(dict(TRL_REWARDS[name]))
         elif "." in name:
@@ -228,7 +298,6 @@ def _reward_specs(cli_keys: dict[str, Any], ours: dict[str, Any], theirs: dict[s
                 where=source,
                 fix=f"use one of {', '.join(TRL_REWARDS)}, a dotted path 'package.module.function', or grpokit's rewards:",
             )
-    weights = theirs.get("reward_weights")
     if weights is not None:
         if len(weights) != len(specs):
             raise ConfigError(

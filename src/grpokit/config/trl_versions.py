@@ -93,12 +93,12 @@ def available_versions() -> tuple[str, ...]:
 
 
 def resolve_version(text: str, source: str = "<config>") -> str:
-    """A shipped table's version for `text`: the exact version, or the newest patch of `major.minor`.
+    """A shipped table's version for `text`: the exact version, or the newest patch of `major.minor` (or `major.minor.x`).
 
     Raises:
         ConfigError: no table for that version, naming the nearest ones.
     """
-    text = str(text).strip().removeprefix("v")
+    text = str(text).strip().removeprefix("v").removesuffix(".x")
     versions = available_versions()
     if text in versions:
         return text

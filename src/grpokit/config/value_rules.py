@@ -11,6 +11,8 @@ themselves, at load time, so a bad value is one message before any model is load
   supported values ("Supported values are 'grpo', 'dr_grpo', ..."), any other value is an error
   naming the key, the value and the valid ones. Nothing is copied: the list is read from the
   installed TRL, and only when the help states it as a plain list;
+- `check_evaluation_data`: evaluating (`eval_strategy` other than `no`, `eval_on_start`) needs evaluation
+  data, which transformers only asks for when it first evaluates;
 - `check_training_length`: transformers reads `max_steps > 0` as the step count and a negative one
   as "use num_train_epochs"; 0 steps (or 0 epochs) trains nothing;
 - `check_optimizer_and_schedule`: transformers' own `Trainer.get_optimizer_cls_and_kwargs` and
@@ -120,6 +122,37 @@ def check_training_length(trl_args: Mapping[str, Any], source: str) -> None:
         )
 
 
+def evaluates(trl_args: Mapping[str, Any]) -> bool:
+    """Whether the run evaluates: an `eval_strategy` other than `no`, or `eval_on_start`."""
+    strategy = str(trl_args.get("eval_strategy", "no")).split(".")[-1].lower()
+    return strategy != "no" or bool(trl_args.get("eval_on_start"))
+
+
+def check_evaluation_data(options: Any, trl_args: Mapping[str, Any], source: str) -> None:
+    """A run that evaluates needs evaluation data: `test_dataset_path`, `load_dataset`'s test split or a mixture's
+    `test_split_size` (a `load_dataset:` test split missing from the dataset is found when it loads).
+
+    Raises:
+        ConfigError: the config evaluates and names no evaluation data.
+    """
+    if not evaluates(trl_args):
+        return
+    hub, mixture = options.load_dataset, options.dataset_mixture
+    if (
+        options.test_dataset_path
+        or (hub is not None and hub.test_split is not None)
+        or (mixture is not None and mixture.test_split_size is not None)
+    ):
+        return
+    key = "eval_on_start: true" if trl_args.get("eval_on_start") else f"eval_strategy: {trl_args.get('eval_strategy')}"
+    raise ConfigError(
+        f"{key} evaluates during training, but the config has no evaluation data",
+        where=source,
+        fix="set test_dataset_path (load_dataset.test_split, dataset_mixture.test_split_size), or set eval_strategy: "
+        "'no' and eval_on_start: false",
+    )
+
+
 def check_optimizer_and_schedule(grpo_args: Any, trl_args: Mapping[str, Any], source: str) -> None:
     """Build the configured optimizer and learning-rate schedule on one dummy parameter, as the Trainer will.
 
@@ -203,3 +236,21 @@ def rejected_value_error(message: str, settings: Mapping[str, Any], source: str,
         where=f"{source}, key {key}",
         fix=f"change {key}" + (f" to one of {', '.join(repr(choice) for choice in choices)}" if choices else ""),
     )
+
+
+def check_reference_model_sync(options: Any, trl_args: Mapping[str, Any], source: str) -> None:
+    """`sync_ref_model` needs a reference model of its own, which TRL keeps only in full fine-tuning.
+
+    With LoRA, GRPOTrainer computes the reference by turning the adapter off and refuses `sync_ref_model`
+    when it is built, after the model has loaded; this says so at load.
+
+    Raises:
+        ConfigError: `sync_ref_model: true` with `use_lora: true` (grpokit's default).
+    """
+    if trl_args.get("sync_ref_model") and options.use_lora:
+        raise ConfigError(
+            "sync_ref_model: true needs a separate reference model, and with LoRA (use_lora: true, grpokit's default) "
+            "TRL keeps none: it turns the adapter off instead",
+            where=source,
+            fix="set use_lora: false (full fine-tuning, as TRL's own sync_ref_model test trains), or sync_ref_model: false",
+        )

@@ -50,7 +50,7 @@ from grpokit.outputs.report_plots import (  # noqa: F401 - moving_average and SM
     plot_curves,
     plot_panels,
 )
-from grpokit.outputs.report_sections import config_rows, eval_section, setup_rows, summary_rows
+from grpokit.outputs.report_sections import config_rows, eval_section, override_rows, setup_rows, summary_rows
 from grpokit.outputs.run_info import read_run_info
 from grpokit.outputs.run_record import (  # noqa: F401 - read_jsonl, load_run: part of this module's API
     RunRecord,
@@ -251,6 +251,7 @@ def render_report(run: RunRecord, plot_png: bytes | None, dynamics_png: bytes | 
         after_step=after_step,
         config_differs=config_differs,
         config_rest=config_rest,
+        config_overrides=override_rows(info),
         config_file=CONFIG_FILE if run.config else None,
     )
 

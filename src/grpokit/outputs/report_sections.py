@@ -8,6 +8,8 @@ shared by the report and the compare view:
 - `setup_rows`: the versions of grpokit, TRL, transformers, torch, ... and the hardware it ran on;
 - `config_rows`: the resolved config's values that differ from the defaults first (grpokit's options
   against the schema, TRL's fields against the installed TRL, as the run recorded them), then the rest;
+- `override_rows`: the config's values the run did not use as written, and why (`run_info.json`'s
+  `overrides`: changed for the machine or launch, or acting on nothing);
 - `eval_rows`: `grpokit eval` results, when `eval/eval.json` is in the run's directory.
 """
 
@@ -220,6 +222,27 @@ def config_rows(config: dict[str, Any] | None, info: dict[str, Any] | None) -> t
         else:
             rest.append(ConfigRow(key, value))
     return differing, rest
+
+
+@dataclass(frozen=True)
+class OverrideRow:
+    """A value of the config the run did not use as written: as written, as used (`no effect`: inert), and why."""
+
+    key: str
+    written: str
+    used: str
+    why: str
+
+
+def override_rows(info: dict[str, Any] | None) -> list[OverrideRow]:
+    """`run_info.json`'s `overrides`, as the report's config section lists them (none for an older run)."""
+    rows = []
+    for entry in (info or {}).get("overrides", []):
+        if not isinstance(entry, dict) or "key" not in entry:
+            continue
+        used = "no effect" if entry.get("effect") == "none" else json.dumps(entry.get("used"), ensure_ascii=False)
+        rows.append(OverrideRow(str(entry["key"]), json.dumps(entry.get("written"), ensure_ascii=False), used, str(entry.get("why", ""))))
+    return rows
 
 
 @dataclass(frozen=True)

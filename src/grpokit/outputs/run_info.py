@@ -4,7 +4,9 @@ Written by the main process at the start of every training run, next to `grpokit
 
 - `run_info.json`: the versions of grpokit and the libraries that trained (TRL, transformers, torch,
   PEFT, accelerate, datasets, Python) and the hardware (platform, CPU, cores, memory, GPUs, processes);
-  the report shows them, so a result can be told apart from one of another setup;
+  the report shows them, so a result can be told apart from one of another setup; and `overrides`, every
+  value of the config the run did not use as written (`RunConfig.overrides`: changed for this machine
+  or launch, or acting on nothing), which the report's config section lists;
 - `trl_differences.txt`: every field where the resolved config differs from the installed TRL's
   defaults, with the default and where the value came from (the file, `trl_defaults:`, grpokit's
   defaults, this machine); the log shows the same as one compact block that names this file.
@@ -84,14 +86,22 @@ def hardware(world_size: int = 1) -> dict[str, Any]:
     }
 
 
-def write_run_info(output_dir: str | Path, *, world_size: int = 1, differences: list | None = None) -> Path:
-    """Write `run_info.json` into `output_dir`: versions, hardware, and the fields that differ from TRL's defaults."""
+def write_run_info(
+    output_dir: str | Path, *, world_size: int = 1, differences: list | None = None, overrides: list | tuple = ()
+) -> Path:
+    """Write `run_info.json` into `output_dir`: versions, hardware, the fields that differ from TRL's defaults,
+    and the config's values the run does not use as written (`config.overrides.Override`, secrets masked)."""
+    from grpokit.secrets import is_secret_key
+
     info = {
         "versions": package_versions(),
         "hardware": hardware(world_size),
         "trl_differences": [
             {"key": d.key, "value": d.value, "default": d.trl_default if d.in_trl else None, "origin": d.origin}
             for d in differences or []
+        ],
+        "overrides": [
+            {**o.as_record(), "written": "***", "used": "***"} if is_secret_key(o.key) else o.as_record() for o in overrides
         ],
     }
     return atomic_write_text(Path(output_dir) / RUN_INFO_FILE, json.dumps(info, indent=2, default=str) + "\n")
@@ -167,7 +177,7 @@ def record_run_start(config, output_dir: str | Path, *, world_size: int = 1) -> 
 
     version = installed_trl_version()
     differences = masked(default_differences(config))
-    write_run_info(output_dir, world_size=world_size, differences=differences)
+    write_run_info(output_dir, world_size=world_size, differences=differences, overrides=config.overrides)
     table = write_differences_table(differences, version, output_dir)
     for difference in differences:  # the whole table in the log too, with --verbose
         logger.debug("differs from TRL's defaults: %s", difference.line(version))

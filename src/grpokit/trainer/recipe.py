@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from grpokit.compat.trl_internals import load_checkpoint_weights
 from grpokit.config.schema import RunConfig
+from grpokit.config.value_rules import rejected_value_error
 from grpokit.data.loading import LoadedData
 from grpokit.model.loading import (
     check_lora_targets,
@@ -83,16 +84,19 @@ def build_trainer(
     model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
     check_lora_targets(options, model)
     trainer_class, trainer_kwargs = trainer_class_for(options.dynamic_sampling)  # TRL's, or with dynamic sampling
-    trainer = trainer_class(
-        model=model,
-        reward_funcs=reward_set.funcs,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.test,
-        processing_class=tokenizer,
-        peft_config=lora_config(options),
-        **trainer_kwargs,
-    )
+    try:
+        trainer = trainer_class(
+            model=model,
+            reward_funcs=reward_set.funcs,
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.test,
+            processing_class=tokenizer,
+            peft_config=lora_config(options),
+            **trainer_kwargs,
+        )
+    except (ValueError, NotImplementedError, AttributeError) as error:  # what TRL finds only here: one error, as validate's
+        raise rejected_value_error(str(error), config.trl_args, config.source, stage="building GRPOTrainer") from None
     float32_adapters_on_cpu(trainer.model)  # TRL made a quantized model's adapters bfloat16: slow and coarse on a CPU
     callbacks = build_run_callbacks(
         trainer,
