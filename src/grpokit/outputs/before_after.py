@@ -4,8 +4,8 @@ TRL's own completions (`sample_completions.jsonl`) are of whatever prompts each 
 first and the last step rarely share one. This callback asks the model itself, greedily, for the first
 `PROMPTS` distinct prompts of the training set when training starts (step 0; not again on a resume)
 and when it ends, scores the answers with the run's rewards, and appends them to
-`before_after_completions.jsonl` as `{"step", "prompt", "answer", "completion", "reward"}`: the report
-shows them side by side.
+`before_after_completions.jsonl` as `{"step", "prompt", "answer", "completion", "reward"}` (a chat
+completion also as `messages`, its message list): the report shows them side by side.
 
 It generates on the main process only, with the model as it is (no copy), in eval mode, on a forked
 random stream (training draws the same numbers as without it). Under FSDP or DeepSpeed, whose
@@ -22,6 +22,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from grpokit.outputs.conversation import MESSAGES_KEY, is_conversation
 from grpokit.outputs.metrics import truncate_jsonl_after
 from grpokit.outputs.tracking.callback import message_text
 
@@ -95,16 +96,14 @@ class BeforeAfterCompletionsCallback(TrainerCallback):
         finally:  # a record of the run, not part of it: its failures are not the run's `on_error: zero` count
             for func, count in zip(self.reward_set.funcs, counts):
                 func.failures = count
-        return [
-            {
-                "step": step,
-                "prompt": message_text(row["prompt"]),
-                "answer": row.get("answer"),
-                "completion": message_text(completion),
-                "reward": result["total"],
-            }
-            for row, completion, result in zip(self.rows, flat, scored)
-        ]
+        records = []
+        for row, completion, result in zip(self.rows, flat, scored):
+            record = {"step": step, "prompt": message_text(row["prompt"]), "answer": row.get("answer")}
+            record.update({"completion": message_text(completion), "reward": result["total"]})
+            if is_conversation(completion):
+                record[MESSAGES_KEY] = completion
+            records.append(record)
+        return records
 
 
 def before_after_callback(trainer, reward_set, tokenizer, path: str | Path):
