@@ -26,6 +26,8 @@ def build_reward_set(config: RunConfig) -> RewardSet:
     Raises:
         RewardConfigError: a reward is unknown or badly parameterised.
     """
+    if not config.reward_specs and config.options.environment is not None:
+        return RewardSet(funcs=[], weights=[], names=[])  # the environment's get_reward() is the reward (TRL adds it)
     return build_rewards(config.reward_specs, base_dir=config.base_dir)
 
 

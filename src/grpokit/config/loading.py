@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from grpokit.config.agents import check_agent_keys, resolve_chat_template
 from grpokit.config.distributed import DistributedSetup, apply_distributed, resolve_distributed
 from grpokit.config.fallbacks import apply_cpu_fallbacks, cuda_available
 from grpokit.config.migration import read_foreign_keys, split_trl_cli_keys
@@ -214,7 +215,10 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     theirs = check_trl_values(foreign.theirs, source)  # the first step that imports TRL
     trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
     _refuse_reward_weights(trl_args, source)
-    reward_specs = run_reward_specs(options.rewards, options.reward_model_name_or_path, source=source)
+    reward_specs = run_reward_specs(
+        options.rewards, options.reward_model_name_or_path, source=source, has_environment=options.environment is not None
+    )
+    _resolve_agent_keys(options, trl_args, file.base_dir, source)
     loaded_trl_args = dict(trl_args)
     has_cuda = _cuda_available() if cuda_available is None else cuda_available
     fallback_warnings = apply_cpu_fallbacks(options, trl_args, theirs, has_cuda=has_cuda)
@@ -249,6 +253,14 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     grpo_config = build_grpo_config(resolved.grpo_config_kwargs(), output_dir=options.resolved_checkpoint_dir, source=source)
     check_optimizer_and_schedule(grpo_config, trl_args, source)
     return replace(resolved, grpo_config=grpo_config)
+
+
+def _resolve_agent_keys(options: GrpokitOptions, trl_args: Mapping[str, Any], base_dir: Path, source: str) -> None:
+    """The agent keys' rules between fields, and `chat_template:` made an absolute file path (read by `load_tokenizer`)."""
+    has_dataset = options.train_dataset_path is not None or options.load_dataset is not None
+    check_agent_keys(options, trl_args, has_dataset=has_dataset, source=source)
+    if options.chat_template is not None:
+        options.chat_template = resolve_chat_template(options.chat_template, base_dir, source)
 
 
 def _refuse_reward_weights(trl_args: Mapping[str, Any], source: str) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from grpokit.config.agents import AgentOptions
 from grpokit.config.distributed import DistributedSetup
 from grpokit.config.dynamic_sampling import DynamicSamplingOptions
 from grpokit.config.health import HealthOptions
@@ -38,8 +39,12 @@ WANDB_TOKEN_PROJECT = "grpokit"  # the W&B project when a config sets wandb_toke
 CHECKPOINTS_DIR = "checkpoints"  # checkpoint_dir's default, under output_dir
 
 
-class GrpokitOptions(BaseModel):
-    """grpokit's own options. Every other top-level key must be a field of TRL's GRPOConfig."""
+class GrpokitOptions(AgentOptions):
+    """grpokit's own options. Every other top-level key must be a field of TRL's GRPOConfig.
+
+    The agent keys (`tools`, `environment`, `environment_args`, `rollout_func`, `chat_template`) come from
+    `grpokit.config.agents.AgentOptions`.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -115,7 +120,9 @@ class GrpokitOptions(BaseModel):
     )
     # Rewards
     rewards: list[RewardSpec] | None = Field(
-        None, description="Reward functions with weights and parameters. None: rouge_l, length and format."
+        None,
+        description="Reward functions with weights and parameters. None: rouge_l, length and format; with an "
+        "environment:, only the environment's get_reward().",
     )
     dynamic_sampling: DynamicSamplingOptions = Field(
         default_factory=DynamicSamplingOptions,
@@ -186,7 +193,7 @@ class GrpokitOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_training_dataset(self) -> GrpokitOptions:
-        if self.train_dataset_path is None and self.load_dataset is None:
+        if self.train_dataset_path is None and self.load_dataset is None and self.environment is None:
             raise ValueError("no training data: set train_dataset_path (a local file or directory) or load_dataset (TRL: dataset_name)")
         if self.train_dataset_path is not None and self.load_dataset is not None:
             raise ValueError("set either train_dataset_path or load_dataset (TRL: dataset_name), not both")
