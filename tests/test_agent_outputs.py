@@ -240,3 +240,17 @@ def test_the_rendered_conversation_shows_turns_indented_tool_results_and_no_inje
     assert tool["background"] == "rgb(240, 253, 244)" and assistant["background"] == "rgb(239, 246, 255)"
     assert "<script>alert(1)</script>" in turns[0]["text"], "the hostile text is shown as text, not run"
     assert "calls multiply(a=347, b=129)" in assistant["text"]
+
+
+def test_the_report_shows_a_sample_conversation_of_grpokit_eval(tmp_path):
+    out = tool_run_dir(tmp_path)
+    (out / "eval").mkdir()
+    (out / "eval" / "eval.json").write_text(json.dumps({"model": str(out), "split": "test", "num_rows": 2, "num_samples": 1,
+                                                        "reward_means": {"exact_match": 0.5}, "total_mean": 0.5}), encoding="utf-8")  # fmt: skip
+    samples = [{"model": str(out), "row": 0, "completion": [{"role": "assistant", "content": "12"}], "total": 0.0},
+               {"model": str(out), "row": 1, "completion": CONVERSATION, "total": 1.0}]  # fmt: skip
+    (out / "eval" / "eval_samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
+    html = write_report(out).html.read_text(encoding="utf-8")
+    section = html[html.index('<div id="eval-conversation">') :]
+    assert f"A sample conversation ({out}, row 1, reward total 1.000)" in html
+    assert section.index("calls <code>multiply(a=347, b=129)</code>") < section.index("The answer is 44763.")

@@ -8,7 +8,8 @@ shared by the report and the compare view:
 - `setup_rows`: the versions of grpokit, TRL, transformers, torch, ... and the hardware it ran on;
 - `config_rows`: the resolved config's values that differ from the defaults first (grpokit's options
   against the schema, TRL's fields against the installed TRL, as the run recorded them), then the rest;
-- `eval_rows`: `grpokit eval` results, when `eval/eval.json` is in the run's directory.
+- `eval_section`: `grpokit eval` results, when `eval/eval.json` is in the run's directory (with tools,
+  one sample conversation from `eval/eval_samples.jsonl`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from grpokit.formatting import duration, fmt
-from grpokit.outputs.files import EVAL_DIR, EVAL_FILE
+from grpokit.outputs.conversation import Turn, conversation_turns, has_tool_messages
+from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE
 from grpokit.outputs.report_plots import ACCURACY_KEY
 from grpokit.outputs.run_record import RunRecord, number, series, tokens_per_second
 
@@ -32,9 +34,13 @@ SUMMARY_NAMES: dict[str, tuple[str, str]] = {
     "accuracy_before": ("held-out accuracy before training", "share"),
     "accuracy_after": ("held-out accuracy after training", "share"),
     "accuracy_gain": ("held-out accuracy gain", "points"),
+    "tool_call_rate_before": ("held-out tool-call rate before training", "share"),
+    "tool_call_rate_after": ("held-out tool-call rate after training", "share"),
     "heldout_problems": ("held-out problems", "count"),
     "steps": ("training steps", "count"),
     "train_seconds": ("training time (the GRPO steps)", "seconds"),
+    "train_cpu_seconds": ("training CPU time (the GRPO steps, this process)", "seconds"),
+    "threads": ("torch threads", "count"),
     "heldout_eval_seconds": ("held-out evaluation time", "seconds"),
     "total_seconds": ("total time", "seconds"),
     "reward_first": ("reward at the first step", "number"),
@@ -214,6 +220,8 @@ class EvalSection:
     title: str
     columns: list[str]  # "", the model, and with --compare the base and the difference
     rows: list[list[str]]
+    turns: list[Turn] | None = None  # with tools: the first sample that called one, turn by turn
+    turns_from: str = ""  # which sample that is
 
 
 def eval_section(output_dir: Path) -> EvalSection | None:
@@ -247,4 +255,24 @@ def eval_section(output_dir: Path) -> EvalSection | None:
         + ("greedy" if samples == 1 else f"{samples} samples each")
     )
     columns = ["", "this model"] + ([f"base ({base.get('model')})", "difference"] if compare else [])
-    return EvalSection(path, title, columns, rows)
+    sample = _first_tool_sample(path.parent / EVAL_SAMPLES_FILE)
+    if sample is None:
+        return EvalSection(path, title, columns, rows)
+    turns_from = f"{sample.get('model')}, row {sample.get('row')}, reward total {shown(sample.get('total'))}"
+    return EvalSection(path, title, columns, rows, conversation_turns(sample["completion"]), turns_from)
+
+
+def _first_tool_sample(path: Path) -> dict[str, Any] | None:
+    """The first sample of `eval_samples.jsonl` whose completion made a tool call; None without one (or the file)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(sample, dict) and has_tool_messages(sample.get("completion")):
+            return sample
+    return None
