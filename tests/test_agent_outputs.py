@@ -254,3 +254,13 @@ def test_the_report_shows_a_sample_conversation_of_grpokit_eval(tmp_path):
     section = html[html.index('<div id="eval-conversation">') :]
     assert f"A sample conversation ({out}, row 1, reward total 1.000)" in html
     assert section.index("calls <code>multiply(a=347, b=129)</code>") < section.index("The answer is 44763.")
+
+
+def test_the_tool_metrics_are_renamed_before_any_callback_reads_the_log():
+    import dataclasses
+
+    from grpokit.trainer.run_callbacks import RunCallbacks
+
+    order = [field.name for field in dataclasses.fields(RunCallbacks)]
+    assert order[0] == "tool_metric_names"
+    assert {"health", "tensorboard", "metrics", "tracking", "extra"} < set(order[1:])

@@ -7,6 +7,7 @@ health check (checkpoint saved), 4 stopped by the hang watchdog, 130 / 143 stopp
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -149,22 +150,42 @@ def models() -> None:
     stdout.print(table)
 
 
+class DemoTask(str, Enum):
+    """`grpokit demo --task`: each task's demo lives in its own module of grpokit.commands."""
+
+    addition = "addition"
+    tools = "tools"
+
+
 @app.command()
 def demo(
+    task: Annotated[
+        DemoTask,
+        typer.Option(
+            help="addition: builtin:tiny learns 2-digit addition (about 20 s). "
+            "tools: builtin:tiny-chat learns to call a calculator tool for 3-digit multiplication (about 2 min)."
+        ),
+    ] = DemoTask.addition,
     output_dir: Annotated[
-        Path, typer.Option(help="Where the model, summary.json and report.html go.")
-    ] = Path("outputs/demo"),
+        Path | None, typer.Option(help="Where the model, summary.json and report.html go (default: outputs/demo, outputs/demo-tools).")
+    ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="Another demo config (default: the settings of examples/demo.yaml).")
+        Path | None, typer.Option(help="Another demo config (default: the settings of examples/demo.yaml, examples/demo_tools.yaml).")
     ] = None,
     set_: SetOption = None,
 ) -> None:
-    """Teach the built-in tiny model 2-digit addition with GRPO; show held-out accuracy before and after."""
+    """Train a built-in model with GRPO on a small task; show held-out accuracy before and after."""
     setup_logging()
     with reporting_errors():
-        from grpokit.commands.demo import run_demo, summary_table
+        if task is DemoTask.tools:
+            from grpokit.commands.demo_tools import DEFAULT_OUTPUT_DIR, run_tools_demo, tools_summary_table
 
-        result = run_demo(output_dir, config_path=config, overrides=set_ or [], console=console)
+            result = run_tools_demo(output_dir or Path(DEFAULT_OUTPUT_DIR), config_path=config, overrides=set_ or [], console=console)
+            stdout.print(tools_summary_table(result))
+            return
+        from grpokit.commands.demo import DEFAULT_OUTPUT_DIR, run_demo, summary_table
+
+        result = run_demo(output_dir or Path(DEFAULT_OUTPUT_DIR), config_path=config, overrides=set_ or [], console=console)
         stdout.print(summary_table(result))
 
 
@@ -279,8 +300,21 @@ def eval_(
         )
         report = run_eval(run_config, model, options, output_dir=output, compare=compare)
         stdout.print(eval_table(report))
+        _print_sample_conversation(report.result.samples)
         stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
         _refresh_run_report(Path(model), report.eval_path)
+
+
+def _print_sample_conversation(samples: list[dict]) -> None:
+    """With tools: the first completion that made a tool call, turn by turn (every sample is in eval_samples.jsonl)."""
+    from rich.text import Text
+
+    from grpokit.outputs.conversation import conversation_text, has_tool_messages
+
+    sample = next((sample for sample in samples if has_tool_messages(sample.get("completion"))), None)
+    if sample is not None:
+        stdout.print(f"a sample conversation ({sample.get('model')}, row {sample.get('row')}, reward total {fmt(sample.get('total'))}):")
+        stdout.print(Text(conversation_text(sample["completion"])))
 
 
 def _refresh_run_report(model: Path, eval_path: Path) -> None:

@@ -63,11 +63,6 @@ def has_tool_messages(value: Any) -> bool:
     return is_conversation(value) and any(item.get("tool_calls") or item.get("role") == "tool" for item in value)
 
 
-def shows_as_conversation(value: Any) -> bool:
-    """True for a chat completion worth drawing turn by turn: several messages, or a tool call."""
-    return is_conversation(value) and (len(value) > 1 or has_tool_messages(value))
-
-
 def conversation_turns(completion: Any) -> list[Turn]:
     """The completion's turns: one `assistant` turn for a string, one per message for a message list.
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from grpokit.formatting import fmt
-from grpokit.outputs.conversation import MESSAGES_KEY, conversation_turns, shows_as_conversation
+from grpokit.outputs.conversation import MESSAGES_KEY, conversation_turns, is_conversation
 from grpokit.outputs.files import (
     CONFIG_FILE,
     DYNAMICS_PLOT_FILE,
@@ -198,8 +198,8 @@ def jinja_environment():
 def completion_cell(environment):
     """A function that renders one completion and its reward as two table cells (`-` when not recorded).
 
-    A record whose `messages` (the completion as chat messages) hold several turns or a tool call is
-    drawn as a conversation (`conversation.html`); any other as its `completion` text.
+    A record with `messages` (the completion as chat messages) is drawn as a conversation, turn by turn
+    (`conversation.html`); any other as its `completion` text.
     """
     from markupsafe import Markup
 
@@ -209,7 +209,7 @@ def completion_cell(environment):
         reward = _number(record.get("reward")) if record else None
         css = "" if reward is None else ("ok" if reward > 0 else "bad")
         messages = record.get(MESSAGES_KEY) if record else None
-        turns = conversation_turns(messages) if shows_as_conversation(messages) else None
+        turns = conversation_turns(messages) if is_conversation(messages) else None
         return Markup(cell_template.render(record=record, fmt=fmt, css=css, turns=turns))
 
     return cell
