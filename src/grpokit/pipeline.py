@@ -32,8 +32,14 @@ def build_reward_set(config: RunConfig) -> RewardSet:
 
 
 def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
-    """The train (and test) datasets, checked against the columns the rewards read."""
+    """The train (and test) datasets, checked against the columns the rewards read.
+
+    No training data is allowed only with an `environment:` (checked at load): then `train` is None and
+    TRL drives `max_steps` steps with placeholder rows whose prompts the environment's `reset()` writes.
+    """
     options = config.options
+    if options.train_dataset_path is None and options.load_dataset is None:
+        return LoadedData(train=None, test=None, description="train: no dataset, the environment's reset() makes each task")
     if options.load_dataset is not None:  # TRL's dataset_name: datasets.load_dataset
         return load_hub_datasets(options.load_dataset, options.dataset, required_columns=reward_set.required_columns)
     return load_datasets(
@@ -89,8 +95,13 @@ def generation_settings(config: RunConfig, *, num_samples: int, batch_size: int 
     )
 
 
-def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_context: int | None) -> tuple[LoadedData, list[str]]:
+def bound_run_prompts(
+    config: RunConfig, data: LoadedData, tokenizer, *, model_context: int | None, tools: list | None = None
+) -> tuple[LoadedData, list[str]]:
     """The run's data with every prompt within the prompt limit, and one line of token-length percentiles per split.
+
+    `tools`: the tools offered in the prompt (`AgentSetup.all_tools()`): their JSON schemas count, as
+    GRPOTrainer renders them into chat prompts.
 
     The limit is `max_prompt_length`, else `model_context` less `max_completion_length`; prompts over
     it are an error, or cut to fit with `truncate_prompts: true` (see `grpokit.data.prompt_lengths`).
@@ -116,7 +127,7 @@ def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_c
             limit=limit,
             truncate=config.options.truncate_prompts,
             source=f"{split} dataset ({config.source})",
-            chat_template_kwargs=args.chat_template_kwargs,
+            chat_template_kwargs={**(args.chat_template_kwargs or {}), **({"tools": tools} if tools else {})},
         )
         lines.append(lengths.describe(split))
     return dataclasses.replace(data, train=splits["train"], test=splits["test"]), lines

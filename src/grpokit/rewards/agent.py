@@ -63,6 +63,16 @@ class AgentSetup:
         """Whether TRL's tool loop runs: standalone tools or an environment (whose methods are tools)."""
         return bool(self.tools) or self.environment_factory is not None
 
+    def all_tools(self) -> list[Callable]:
+        """Every tool a prompt may be offered: the standalone tools, then each environment's methods (one instance
+        each), as TRL's `trainer.tools` (the prompt-length count and the chat template checks use these)."""
+        factories = self.environment_factory.values() if isinstance(self.environment_factory, dict) else [self.environment_factory]
+        tools = list(self.tools)
+        for factory in factories:
+            if factory is not None:
+                tools += environment_tools(factory())
+        return tools
+
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for `GRPOTrainer(...)`: only those the config sets."""
         kwargs: dict[str, Any] = {}
@@ -118,6 +128,15 @@ def resolve_agent(config: RunConfig) -> AgentSetup:
     rollout = _rollout_func(options.rollout_func, base_dir, source) if options.rollout_func else None
     template = Path(options.chat_template).read_text(encoding="utf-8") if options.chat_template else None
     return AgentSetup(tools, factory, rollout, template, reward_names)
+
+
+def environment_tools(environment: Any) -> list[Callable]:
+    """An environment instance's tools as TRL lists them: its class's public functions but reset and get_reward, bound."""
+    return [
+        getattr(environment, name)
+        for name, _ in inspect.getmembers(type(environment), predicate=inspect.isfunction)
+        if name not in ENVIRONMENT_HOOKS and not name.startswith("_")
+    ]
 
 
 def tool_schema_error(tool: Callable, label: str, where: str) -> ConfigError | None:
@@ -176,11 +195,10 @@ def _environment(path: str, args: dict[str, Any], base_dir: Path, source: str, k
             where=where,
             fix="define reset(self, **kwargs): it receives the row's columns and may return text added to the prompt",
         )
-    for name in sorted(methods):
-        if name not in ENVIRONMENT_HOOKS and not name.startswith("_"):
-            error = tool_schema_error(getattr(instance, name), f"environment method {type(instance).__name__}.{name}", where)
-            if error is not None:
-                raise error
+    for method in environment_tools(instance):
+        error = tool_schema_error(method, f"environment method {type(instance).__name__}.{method.__name__}", where)
+        if error is not None:
+            raise error
     factory = functools.partial(_built_environment, target, dict(args))
     return factory, (type(instance).__name__ if "get_reward" in methods else None)
 
