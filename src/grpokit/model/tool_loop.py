@@ -5,7 +5,9 @@ GRPOTrainer renders the prompt with the tools' JSON schemas, generates, parses e
 `prompt ids + completion ids + tool-result ids`, where the tool-result ids are the chat template's
 rendering of the tool messages cut from a dummy conversation (`_gettool_suffix_ids`). This module
 does the same with transformers' `generate()`, so held-out figures are measured on the sequences
-training would see. It is used by the tool task's `measure_tool_use`.
+training would see. It is used by `grpokit eval`, `rewards` and `probe` when a config has tools or an
+environment, and by the tool task's `measure_tool_use`. `check_tool_template` makes, before any weights
+load, the checks GRPOTrainer makes of the chat template when it is given tools.
 """
 
 from __future__ import annotations
@@ -14,6 +16,76 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from grpokit.errors import ConfigError
+
+# What GRPOTrainer (TRL 1.16) requires of transformers: tools from 5.0.0, environment_factory from 5.2.0.
+TOOLS_MIN_TRANSFORMERS = "5.0.0"
+ENVIRONMENT_MIN_TRANSFORMERS = "5.2.0"
+_TEMPLATE_FIX = (
+    "set chat_template: to a template TRL ships that fits the model (e.g. chat_template: qwen2_5), or to a "
+    "template file of your own; see docs/agents.md"
+)
+
+
+def check_tool_template(tokenizer, *, environment: bool, source: str) -> None:
+    """The checks GRPOTrainer makes when given tools, made on `tokenizer` before any weights load.
+
+    Raises:
+        ConfigError: transformers is older than TRL needs for tools (5.0.0) or environments (5.2.0); the
+            chat template cannot render a tool call and its result (TRL's `supports_tool_calling`); TRL
+            cannot parse tool calls out of it (`add_response_schema`); or it does not keep prefixes and TRL
+            has no prefix-preserving training version of it (`get_training_chat_template`). The fix names
+            `chat_template:`.
+    """
+    import transformers
+    from packaging.version import Version
+    from trl.chat_template_utils import (
+        add_response_schema,
+        get_training_chat_template,
+        is_chat_template_prefix_preserving,
+        supports_tool_calling,
+    )
+
+    needed = ENVIRONMENT_MIN_TRANSFORMERS if environment else TOOLS_MIN_TRANSFORMERS
+    if Version(transformers.__version__) < Version(needed):
+        raise ConfigError(
+            f"transformers {transformers.__version__} is installed; TRL's {'environments' if environment else 'tools'} "
+            f"need transformers {needed} or newer",
+            where=source,
+            fix=f"pip install 'transformers>={needed}'",
+        )
+    where = f"{source}, the chat template of the model's tokenizer (key chat_template: to replace it)"
+    if not supports_tool_calling(tokenizer):
+        raise ConfigError(
+            "the model's chat template cannot call tools: it does not render an assistant tool call and the tool's "
+            "result (TRL's supports_tool_calling check)",
+            where=where,
+            fix=_TEMPLATE_FIX,
+        )
+    if getattr(tokenizer, "response_template", None) is None and getattr(tokenizer, "response_schema", None) is None:
+        had_template = hasattr(tokenizer, "response_template")
+        try:
+            add_response_schema(tokenizer)
+        except ValueError as error:
+            raise ConfigError(
+                f"TRL cannot parse tool calls from this chat template: {error}", where=where, fix=_TEMPLATE_FIX
+            ) from None
+        finally:
+            if had_template:
+                tokenizer.response_template = None
+            elif hasattr(tokenizer, "response_template"):
+                del tokenizer.response_template
+    if not is_chat_template_prefix_preserving(tokenizer):
+        try:
+            get_training_chat_template(tokenizer)
+        except ValueError as error:
+            raise ConfigError(
+                "the chat template does not keep prefixes (an earlier turn renders differently once a tool result "
+                f"follows), which TRL's tool loop needs, and TRL has no training version of it: {error}",
+                where=where,
+                fix=_TEMPLATE_FIX,
+            ) from None
 
 
 @dataclass(frozen=True)
