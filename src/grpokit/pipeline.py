@@ -8,6 +8,7 @@ has every column those rewards read, before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from grpokit.config.schema import RunConfig
 from grpokit.data.hub import load_hub_datasets, load_hub_split
@@ -16,7 +17,9 @@ from grpokit.data.prompt_lengths import bound_prompt_lengths, prompt_token_limit
 from grpokit.data.prompts import prepare_dataset
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
-from grpokit.model.generation import GenerationSettings
+from grpokit.model.generation import GenerationSettings, completion_token_ids, generate_completions
+from grpokit.model.tool_loop import generate_with_tools
+from grpokit.rewards.agent import AgentSetup
 from grpokit.rewards.reward_set import RewardSet, build_rewards
 
 
@@ -131,3 +134,33 @@ def bound_run_prompts(
         )
         lines.append(lengths.describe(split))
     return dataclasses.replace(data, train=splits["train"], test=splits["test"]), lines
+
+
+def generate_for_rows(
+    config: RunConfig, agent: AgentSetup | None, model, tokenizer, rows: list[dict], settings: GenerationSettings
+) -> tuple[list[list], list[list[list[int]]]]:
+    """`settings.num_samples` completions per row, as training generates them: through TRL's tool loop
+    (`model.tool_loop`) when the config has tools or an environment, else plain generation.
+
+    Returns:
+        (completions, completion_ids), each a list per row of `num_samples` entries; with tools a completion
+        is its message list (assistant, tool, assistant ...) and its ids are its text's tokens.
+    """
+    if agent is None or not agent.uses_tools:
+        return generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
+    iterations = config.grpo_config.max_tool_calling_iterations
+    rollouts = generate_with_tools(
+        model,
+        tokenizer,
+        [row["prompt"] for row in rows],
+        agent.tools,
+        num_samples=settings.num_samples,
+        temperature=settings.temperature,
+        seed=settings.seed,
+        max_new_tokens=settings.max_new_tokens,
+        max_tool_calling_iterations=sys.maxsize if iterations is None else iterations,  # TRL: None is no limit
+        batch_size=settings.batch_size,
+        prepare_rollout=agent.rollout_preparer(rows),
+    )
+    ids = [completion_token_ids(tokenizer, per_row) for per_row in rollouts.completions]
+    return rollouts.completions, ids

@@ -12,6 +12,7 @@ load, the checks GRPOTrainer makes of the chat template when it is given tools.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,8 +110,13 @@ def generate_with_tools(
     max_new_tokens: int = 64,
     max_tool_calling_iterations: int = 1,
     batch_size: int = 64,
+    prepare_rollout: Callable[[int, int], tuple[list[dict[str, Any]], list[Callable]]] | None = None,
 ) -> ToolRollouts:
     """Roll out each chat prompt `num_samples` times with `tools` callable, as GRPOTrainer would.
+
+    `prepare_rollout(prompt_index, sample_index) -> (prompt, tools)` gives one rollout its own prompt and
+    tools (an environment instance per rollout, as TRL keeps them: its `reset` may add to the prompt and
+    its methods are the rollout's tools); None: every rollout reads `prompts[i]` with `tools`.
 
     `num_samples` 1 decodes greedily; more sample at `temperature` (seeded on a forked RNG, so the
     caller's random stream is untouched). `max_new_tokens` bounds each completion as a whole, tool
@@ -134,10 +140,12 @@ def generate_with_tools(
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
+            prepare = prepare_rollout or (lambda index, sample: (prompts[index], tools))
+            planned = [prepare(index, sample) for index in range(len(prompts)) for sample in range(num_samples)]
             rollouts = [
-                _roll_out(model, tokenizer, prompts[start : start + batch_size], tools, num_samples, temperature,
+                _roll_out(model, tokenizer, planned[start : start + batch_size], num_samples > 1, temperature,
                           max_new_tokens, max_tool_calling_iterations)
-                for start in range(0, len(prompts), batch_size)
+                for start in range(0, len(planned), batch_size)
             ]  # fmt: skip
     finally:
         model.train(was_training)
@@ -146,24 +154,27 @@ def generate_with_tools(
                 tokenizer.response_template = None
             else:
                 del tokenizer.response_template
+    flat = [completion for batch in rollouts for completion in batch.completions]
     return ToolRollouts(
-        completions=[per_prompt for batch in rollouts for per_prompt in batch.completions],
+        completions=[flat[start : start + num_samples] for start in range(0, len(flat), num_samples)],
         tool_calls=sum(batch.tool_calls for batch in rollouts),
         tool_failures=sum(batch.tool_failures for batch in rollouts),
     )
 
 
-def _roll_out(model, tokenizer, prompts, tools, num_samples, temperature, max_new_tokens, max_iterations) -> ToolRollouts:
+def _roll_out(model, tokenizer, planned, sample, temperature, max_new_tokens, max_iterations) -> ToolRollouts:
+    """One batch of rollouts, each a (prompt, tools) pair; `completions` is flat, one message list per rollout."""
     from trl.chat_template_utils import parse_response
 
     prompt_ids = [
-        tokenizer.apply_chat_template(prompt, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False)
-        for prompt in prompts
-        for _ in range(num_samples)
+        tokenizer.apply_chat_template(prompt, tools=tools or None, add_generation_prompt=True, tokenize=True, return_dict=False)
+        for prompt, tools in planned
     ]
-    completion_ids = _generate(model, tokenizer, prompt_ids, max_new_tokens, num_samples > 1, temperature)
-    completions = [[parse_response(tokenizer, ids, prefix=p, tools=tools)] for p, ids in zip(prompt_ids, completion_ids)]
-    tool_dict = {tool.__name__: tool for tool in tools}
+    tools_of = [tools for _, tools in planned]
+    completion_ids = _generate(model, tokenizer, prompt_ids, max_new_tokens, sample, temperature)
+    completions = [
+        [parse_response(tokenizer, ids, prefix=p, tools=tools)] for p, ids, tools in zip(prompt_ids, completion_ids, tools_of)
+    ]
     pending = [i for i, completion in enumerate(completions) if completion[0].get("tool_calls")]
     calls = failures = 0
     for _ in range(max_iterations):
@@ -171,6 +182,7 @@ def _roll_out(model, tokenizer, prompts, tools, num_samples, temperature, max_ne
             break
         continued_ids, added = [], []
         for i in pending:
+            tool_dict = {tool.__name__: tool for tool in tools_of[i]}
             messages, made, failed = _call_tools(completions[i][-1]["tool_calls"], tool_dict)
             calls, failures = calls + made, failures + failed
             completions[i].extend(messages)
@@ -184,19 +196,18 @@ def _roll_out(model, tokenizer, prompts, tools, num_samples, temperature, max_ne
         pending = [i for i, ok in zip(pending, fits) if ok]
         continued_ids = [ids for ids, ok in zip(continued_ids, fits) if ok]
         budgets = [max_new_tokens - (len(ids) - len(prompt_ids[i])) for i, ids in zip(pending, continued_ids)]
-        post_ids = _generate(model, tokenizer, continued_ids, max(budgets, default=0), num_samples > 1, temperature)
+        post_ids = _generate(model, tokenizer, continued_ids, max(budgets, default=0), sample, temperature)
         next_pending = []
         for i, ids, prefix, budget in zip(pending, post_ids, continued_ids, budgets):
             ids = ids[:budget]
             completion_ids[i] = prefix[len(prompt_ids[i]) :] + ids
             if ids:
-                message = parse_response(tokenizer, ids, prefix=prefix, tools=tools)
+                message = parse_response(tokenizer, ids, prefix=prefix, tools=tools_of[i])
                 completions[i].append(message)
                 if message.get("tool_calls"):
                     next_pending.append(i)
         pending = next_pending
-    grouped = [completions[start : start + num_samples] for start in range(0, len(completions), num_samples)]
-    return ToolRollouts(completions=grouped, tool_calls=calls, tool_failures=failures)
+    return ToolRollouts(completions=completions, tool_calls=calls, tool_failures=failures)
 
 
 def _call_tools(tool_calls: list[dict], tool_dict: dict[str, Callable]) -> tuple[list[dict], int, int]:
@@ -209,13 +220,17 @@ def _call_tools(tool_calls: list[dict], tool_dict: dict[str, Callable]) -> tuple
             if tool_call.get("type") != "function" or name not in tool_dict:
                 raise ValueError(f"Tool {name} not found.")
             result = tool_dict[name](**function.get("arguments", {}))
-            if inspect.isawaitable(result):
-                raise TypeError(f"Tool {name} is async; this loop calls sync tools only.")
+            if inspect.isawaitable(result):  # an async tool: TRL awaits it on its event loop; here, on a fresh one
+                result = asyncio.run(_awaited(result))
         except Exception as error:  # noqa: BLE001 -- a failing tool is told to the model and counted, as in TRL
             failures += 1
             result = {"error": str(error)}
         messages.append({"role": "tool", "name": name, "content": str(result)})
     return messages, len(tool_calls), failures
+
+
+async def _awaited(awaitable):
+    return await awaitable
 
 
 def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:

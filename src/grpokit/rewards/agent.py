@@ -73,6 +73,25 @@ class AgentSetup:
                 tools += environment_tools(factory())
         return tools
 
+    def rollout_preparer(self, rows: list[Mapping[str, Any]]) -> Callable[[int, int], tuple[list[dict], list[Callable]]] | None:
+        """For `model.tool_loop.generate_with_tools(prepare_rollout=...)`: each rollout a fresh environment, reset with
+        its row (TRL: the `environment` column is left out with several environments) and its observation added
+        to the last message, its tools the standalone ones plus the environment's methods. None without one."""
+        if self.environment_factory is None:
+            return None
+        several = isinstance(self.environment_factory, dict)
+
+        def prepare(index: int, sample: int) -> tuple[list[dict], list[Callable]]:
+            row = rows[index]
+            environment = self.factory_for(row)()
+            observation = environment.reset(**{k: v for k, v in row.items() if not (several and k == ENVIRONMENT_COLUMN)})
+            prompt = list(row["prompt"])
+            if isinstance(observation, str):
+                prompt[-1] = {**prompt[-1], "content": prompt[-1]["content"] + observation}
+            return prompt, self.tools + environment_tools(environment)
+
+        return prepare
+
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for `GRPOTrainer(...)`: only those the config sets."""
         kwargs: dict[str, Any] = {}
@@ -150,9 +169,17 @@ def tool_schema_error(tool: Callable, label: str, where: str) -> ConfigError | N
     return None
 
 
+def _imported(path: str, base_dir: Path, kind: str, where: str) -> Any:
+    """`import_user_object`, its error's `where` starting with the config key (the module's own detail after it)."""
+    try:
+        return import_user_object(path, base_dir=base_dir, kind=kind, error=ConfigError)
+    except ConfigError as error:
+        raise ConfigError(error.what, where=where + (f"; {error.where}" if error.where else ""), fix=error.fix) from error.__cause__
+
+
 def _tool(path: str, index: int, base_dir: Path, source: str) -> Callable:
     where = f"{source}, key tools[{index}]"
-    tool = import_user_object(path, base_dir=base_dir, kind="tool", error=ConfigError)
+    tool = _imported(path, base_dir, "tool", where)
     if not inspect.isfunction(tool) and not inspect.ismethod(tool):
         raise ConfigError(
             f'tool "{path}" is a {type(tool).__name__}, not a function',
@@ -179,7 +206,7 @@ def _no_two_tools_named_alike(tools: list[Callable], source: str) -> None:
 def _environment(path: str, args: dict[str, Any], base_dir: Path, source: str, key: str) -> tuple[Callable[[], Any], str | None]:
     """(a no-argument factory that strips grpokit's row column from reset's arguments, get_reward's metric name)."""
     where = f"{source}, key {key}"
-    target = import_user_object(path, base_dir=base_dir, kind="environment", error=ConfigError)
+    target = _imported(path, base_dir, "environment", where)
     try:
         instance = target(**args)
     except Exception as error:  # noqa: BLE001 -- the user's constructor: any failure is a config problem here
@@ -217,7 +244,7 @@ def _built_environment(target: Callable[..., Any], args: dict[str, Any]) -> Any:
 
 
 def _rollout_func(path: str, base_dir: Path, source: str) -> Callable:
-    function = import_user_object(path, base_dir=base_dir, kind="rollout_func", error=ConfigError)
+    function = _imported(path, base_dir, "rollout_func", f"{source}, key rollout_func")
     try:
         inspect.signature(function).bind(["prompt"], object())
     except (TypeError, ValueError) as error:
