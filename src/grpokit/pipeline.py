@@ -8,6 +8,7 @@ has every column those rewards read, before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from grpokit.config.schema import RunConfig
 from grpokit.data.hub import load_hub_datasets, load_hub_split
@@ -16,7 +17,9 @@ from grpokit.data.prompt_lengths import bound_prompt_lengths, prompt_token_limit
 from grpokit.data.prompts import prepare_dataset
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
-from grpokit.model.generation import GenerationSettings
+from grpokit.model.generation import GenerationSettings, completion_token_ids, generate_completions
+from grpokit.model.tool_loop import generate_with_tools
+from grpokit.rewards.agent import AgentSetup
 from grpokit.rewards.reward_set import RewardSet, build_rewards
 
 
@@ -32,8 +35,14 @@ def build_reward_set(config: RunConfig) -> RewardSet:
 
 
 def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
-    """The train (and test) datasets, checked against the columns the rewards read."""
+    """The train (and test) datasets, checked against the columns the rewards read.
+
+    No training data is allowed only with an `environment:` (checked at load): then `train` is None and
+    TRL drives `max_steps` steps with placeholder rows whose prompts the environment's `reset()` writes.
+    """
     options = config.options
+    if options.train_dataset_path is None and options.load_dataset is None:
+        return LoadedData(train=None, test=None, description="train: no dataset, the environment's reset() makes each task")
     if options.load_dataset is not None:  # TRL's dataset_name: datasets.load_dataset
         return load_hub_datasets(options.load_dataset, options.dataset, required_columns=reward_set.required_columns)
     return load_datasets(
@@ -89,8 +98,13 @@ def generation_settings(config: RunConfig, *, num_samples: int, batch_size: int 
     )
 
 
-def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_context: int | None) -> tuple[LoadedData, list[str]]:
+def bound_run_prompts(
+    config: RunConfig, data: LoadedData, tokenizer, *, model_context: int | None, tools: list | None = None
+) -> tuple[LoadedData, list[str]]:
     """The run's data with every prompt within the prompt limit, and one line of token-length percentiles per split.
+
+    `tools`: the tools offered in the prompt (`AgentSetup.all_tools()`): their JSON schemas count, as
+    GRPOTrainer renders them into chat prompts.
 
     The limit is `max_prompt_length`, else `model_context` less `max_completion_length`; prompts over
     it are an error, or cut to fit with `truncate_prompts: true` (see `grpokit.data.prompt_lengths`).
@@ -116,7 +130,37 @@ def bound_run_prompts(config: RunConfig, data: LoadedData, tokenizer, *, model_c
             limit=limit,
             truncate=config.options.truncate_prompts,
             source=f"{split} dataset ({config.source})",
-            chat_template_kwargs=args.chat_template_kwargs,
+            chat_template_kwargs={**(args.chat_template_kwargs or {}), **({"tools": tools} if tools else {})},
         )
         lines.append(lengths.describe(split))
     return dataclasses.replace(data, train=splits["train"], test=splits["test"]), lines
+
+
+def generate_for_rows(
+    config: RunConfig, agent: AgentSetup | None, model, tokenizer, rows: list[dict], settings: GenerationSettings
+) -> tuple[list[list], list[list[list[int]]]]:
+    """`settings.num_samples` completions per row, as training generates them: through TRL's tool loop
+    (`model.tool_loop`) when the config has tools or an environment, else plain generation.
+
+    Returns:
+        (completions, completion_ids), each a list per row of `num_samples` entries; with tools a completion
+        is its message list (assistant, tool, assistant ...) and its ids are its text's tokens.
+    """
+    if agent is None or not agent.uses_tools:
+        return generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
+    iterations = config.grpo_config.max_tool_calling_iterations
+    rollouts = generate_with_tools(
+        model,
+        tokenizer,
+        [row["prompt"] for row in rows],
+        agent.tools,
+        num_samples=settings.num_samples,
+        temperature=settings.temperature,
+        seed=settings.seed,
+        max_new_tokens=settings.max_new_tokens,
+        max_tool_calling_iterations=sys.maxsize if iterations is None else iterations,  # TRL: None is no limit
+        batch_size=settings.batch_size,
+        prepare_rollout=agent.rollout_preparer(rows),
+    )
+    ids = [completion_token_ids(tokenizer, per_row) for per_row in rollouts.completions]
+    return rollouts.completions, ids

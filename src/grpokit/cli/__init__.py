@@ -107,7 +107,7 @@ def validate(
             stdout.print(f"[yellow]note[/]: {note}", highlight=False)
         if report.trial_step is not None:
             stdout.print(
-                f"[green]trial step ok[/]: one GRPO step with these settings and rewards on builtin:tiny "
+                f"[green]trial step ok[/]: one GRPO step with these settings and rewards on {report.trial_step.model} "
                 f"({report.trial_step.seconds:.1f} s); the run trains {report.trial_step.total_steps:,} steps"
             )
         if probe:

@@ -15,7 +15,9 @@ from grpokit.commands.trial_step import TrialStep, run_trial_step
 from grpokit.config.schema import RunConfig
 from grpokit.model.generation import completion_token_ids
 from grpokit.model.loading import ResolvedModel, model_context_length, resolve_model
+from grpokit.model.tool_loop import check_tool_template
 from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
+from grpokit.rewards.agent import resolve_agent
 from grpokit.rewards.reward_set import run_rewards_on_rows
 
 DUMMY_COMPLETIONS = ("", "<think>checking</think> <answer>42</answer>")
@@ -40,19 +42,22 @@ def validate(config: RunConfig, *, rows: int = 2, trial_step: bool = True) -> Va
     `trial_step`: also run one GRPO step on the built-in model with the config's settings and rewards.
     """
     reward_set = build_reward_set(config)
+    agent = resolve_agent(config)  # every tool's schema, each environment's reset, the rollout function
     data = load_run_data(config, reward_set)
     model = resolve_model(config.options)
+    if agent.uses_tools:  # TRL's own chat template checks, on the model's tokenizer (chat_template: applied)
+        check_tool_template(model.tokenizer, environment=agent.environment_factory is not None, source=config.source)
     data, prompt_lengths = bound_run_prompts(
-        config, data, model.tokenizer, model_context=model_context_length(config.options)
+        config, data, model.tokenizer, model_context=model_context_length(config.options), tools=agent.all_tools()
     )
-    sample = [data.train[i] for i in range(min(rows, len(data.train)))]
+    sample = [] if data.train is None else [data.train[i] for i in range(min(rows, len(data.train)))]
     scored = []
     for completion in DUMMY_COMPLETIONS:
         completions = [_as_completion(row["prompt"], completion) for row in sample]
         completion_ids = completion_token_ids(model.tokenizer, completions)  # for rewards counted in tokens
         for row, result in zip(sample, run_rewards_on_rows(reward_set, sample, completions, completion_ids=completion_ids)):
             scored.append({"row": row.get("grpokit_row"), "completion": completion, **result})
-    trial = run_trial_step(config, data.train, reward_set) if trial_step else None
+    trial = run_trial_step(config, data.train, reward_set, agent) if trial_step else None
     return ValidationReport(
         data_description=data.description,
         model=model,

@@ -128,12 +128,24 @@ def resolve_chat_template(value: str, base_dir: Path, source: str) -> str:
     )
 
 
-def check_agent_keys(options: AgentOptions, trl_args: Mapping[str, Any], *, has_dataset: bool, source: str) -> None:
+def check_agent_keys(
+    options: AgentOptions, trl_args: Mapping[str, Any], *, has_dataset: bool, dynamic_sampling: bool, source: str
+) -> None:
     """Rules between the agent keys and other keys, at load (no user code imported).
 
     Raises:
-        ConfigError: no training data with several environments; no data and no positive max_steps (the environment makes the tasks, so nothing else bounds the run).
+        ConfigError: dynamic sampling with tools, environments or a rollout function; no training data
+            with several environments; no data and no positive max_steps (the environment makes the
+            tasks, so nothing else bounds the run).
     """
+    if dynamic_sampling and options.has_agent:
+        keys = [key for key in ("tools", "environment", "rollout_func") if getattr(options, key)]
+        raise ConfigError(
+            f"dynamic_sampling does not work with {', '.join(keys)} yet: its extra generation rounds would "
+            "join tool-calling batches (tool masks, environment instances) that it does not know how to join",
+            where=f"{source}, keys dynamic_sampling and {keys[0]}",
+            fix="remove dynamic_sampling (or set it false) for an agent run",
+        )
     if has_dataset:
         return
     if options.environment is None:

@@ -258,7 +258,9 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
 def _resolve_agent_keys(options: GrpokitOptions, trl_args: Mapping[str, Any], base_dir: Path, source: str) -> None:
     """The agent keys' rules between fields, and `chat_template:` made an absolute file path (read by `load_tokenizer`)."""
     has_dataset = options.train_dataset_path is not None or options.load_dataset is not None
-    check_agent_keys(options, trl_args, has_dataset=has_dataset, source=source)
+    check_agent_keys(
+        options, trl_args, has_dataset=has_dataset, dynamic_sampling=options.dynamic_sampling.enabled, source=source
+    )
     if options.chat_template is not None:
         options.chat_template = resolve_chat_template(options.chat_template, base_dir, source)
 

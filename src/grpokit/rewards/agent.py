@@ -63,6 +63,35 @@ class AgentSetup:
         """Whether TRL's tool loop runs: standalone tools or an environment (whose methods are tools)."""
         return bool(self.tools) or self.environment_factory is not None
 
+    def all_tools(self) -> list[Callable]:
+        """Every tool a prompt may be offered: the standalone tools, then each environment's methods (one instance
+        each), as TRL's `trainer.tools` (the prompt-length count and the chat template checks use these)."""
+        factories = self.environment_factory.values() if isinstance(self.environment_factory, dict) else [self.environment_factory]
+        tools = list(self.tools)
+        for factory in factories:
+            if factory is not None:
+                tools += environment_tools(factory())
+        return tools
+
+    def rollout_preparer(self, rows: list[Mapping[str, Any]]) -> Callable[[int, int], tuple[list[dict], list[Callable]]] | None:
+        """For `model.tool_loop.generate_with_tools(prepare_rollout=...)`: each rollout a fresh environment, reset with
+        its row (TRL: the `environment` column is left out with several environments) and its observation added
+        to the last message, its tools the standalone ones plus the environment's methods. None without one."""
+        if self.environment_factory is None:
+            return None
+        several = isinstance(self.environment_factory, dict)
+
+        def prepare(index: int, sample: int) -> tuple[list[dict], list[Callable]]:
+            row = rows[index]
+            environment = self.factory_for(row)()
+            observation = environment.reset(**{k: v for k, v in row.items() if not (several and k == ENVIRONMENT_COLUMN)})
+            prompt = list(row["prompt"])
+            if isinstance(observation, str):
+                prompt[-1] = {**prompt[-1], "content": prompt[-1]["content"] + observation}
+            return prompt, self.tools + environment_tools(environment)
+
+        return prepare
+
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for `GRPOTrainer(...)`: only those the config sets."""
         kwargs: dict[str, Any] = {}
@@ -120,6 +149,15 @@ def resolve_agent(config: RunConfig) -> AgentSetup:
     return AgentSetup(tools, factory, rollout, template, reward_names)
 
 
+def environment_tools(environment: Any) -> list[Callable]:
+    """An environment instance's tools as TRL lists them: its class's public functions but reset and get_reward, bound."""
+    return [
+        getattr(environment, name)
+        for name, _ in inspect.getmembers(type(environment), predicate=inspect.isfunction)
+        if name not in ENVIRONMENT_HOOKS and not name.startswith("_")
+    ]
+
+
 def tool_schema_error(tool: Callable, label: str, where: str) -> ConfigError | None:
     """The `ConfigError` for a tool whose JSON schema transformers cannot build, or None when it builds."""
     from transformers.utils import get_json_schema
@@ -131,9 +169,17 @@ def tool_schema_error(tool: Callable, label: str, where: str) -> ConfigError | N
     return None
 
 
+def _imported(path: str, base_dir: Path, kind: str, where: str) -> Any:
+    """`import_user_object`, its error's `where` starting with the config key (the module's own detail after it)."""
+    try:
+        return import_user_object(path, base_dir=base_dir, kind=kind, error=ConfigError)
+    except ConfigError as error:
+        raise ConfigError(error.what, where=where + (f"; {error.where}" if error.where else ""), fix=error.fix) from error.__cause__
+
+
 def _tool(path: str, index: int, base_dir: Path, source: str) -> Callable:
     where = f"{source}, key tools[{index}]"
-    tool = import_user_object(path, base_dir=base_dir, kind="tool", error=ConfigError)
+    tool = _imported(path, base_dir, "tool", where)
     if not inspect.isfunction(tool) and not inspect.ismethod(tool):
         raise ConfigError(
             f'tool "{path}" is a {type(tool).__name__}, not a function',
@@ -160,7 +206,7 @@ def _no_two_tools_named_alike(tools: list[Callable], source: str) -> None:
 def _environment(path: str, args: dict[str, Any], base_dir: Path, source: str, key: str) -> tuple[Callable[[], Any], str | None]:
     """(a no-argument factory that strips grpokit's row column from reset's arguments, get_reward's metric name)."""
     where = f"{source}, key {key}"
-    target = import_user_object(path, base_dir=base_dir, kind="environment", error=ConfigError)
+    target = _imported(path, base_dir, "environment", where)
     try:
         instance = target(**args)
     except Exception as error:  # noqa: BLE001 -- the user's constructor: any failure is a config problem here
@@ -176,11 +222,10 @@ def _environment(path: str, args: dict[str, Any], base_dir: Path, source: str, k
             where=where,
             fix="define reset(self, **kwargs): it receives the row's columns and may return text added to the prompt",
         )
-    for name in sorted(methods):
-        if name not in ENVIRONMENT_HOOKS and not name.startswith("_"):
-            error = tool_schema_error(getattr(instance, name), f"environment method {type(instance).__name__}.{name}", where)
-            if error is not None:
-                raise error
+    for method in environment_tools(instance):
+        error = tool_schema_error(method, f"environment method {type(instance).__name__}.{method.__name__}", where)
+        if error is not None:
+            raise error
     factory = functools.partial(_built_environment, target, dict(args))
     return factory, (type(instance).__name__ if "get_reward" in methods else None)
 
@@ -199,7 +244,7 @@ def _built_environment(target: Callable[..., Any], args: dict[str, Any]) -> Any:
 
 
 def _rollout_func(path: str, base_dir: Path, source: str) -> Callable:
-    function = import_user_object(path, base_dir=base_dir, kind="rollout_func", error=ConfigError)
+    function = _imported(path, base_dir, "rollout_func", f"{source}, key rollout_func")
     try:
         inspect.signature(function).bind(["prompt"], object())
     except (TypeError, ValueError) as error:

@@ -40,6 +40,7 @@ from grpokit.outputs.run_info import options_line, record_run_start
 from grpokit.outputs.run_lock import run_lock
 from grpokit.outputs.saving import save_final_model, save_resolved_config
 from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
+from grpokit.rewards.agent import AgentSetup, resolve_agent
 from grpokit.rewards.reward_set import RewardSet
 from grpokit.trainer.health import HealthTrip
 from grpokit.trainer.reward_callbacks import summed_over_ranks
@@ -71,8 +72,11 @@ def build_trainer(
     *,
     console=None,
     extra_callbacks: Sequence[TrainerCallback] = (),
+    agent: AgentSetup | None = None,
 ) -> tuple[Any, RunCallbacks]:
     """Load the model, then TRL's GRPOTrainer with the run's `GRPOConfig`, `tokenizer` and grpokit's callbacks.
+
+    `agent`: the config's tools, environments and rollout function (`resolve_agent`), passed to the trainer.
 
     Returns the trainer and its callbacks by name (`extra_callbacks` come first, so their `on_log` can
     add keys that metrics.jsonl then records; see `grpokit.trainer.run_callbacks`).
@@ -85,12 +89,13 @@ def build_trainer(
     trainer_class, trainer_kwargs = trainer_class_for(options.dynamic_sampling)  # TRL's, or with dynamic sampling
     trainer = trainer_class(
         model=model,
-        reward_funcs=reward_set.funcs,
+        reward_funcs=list(reward_set.funcs),  # a copy: TRL appends the environments' get_reward to its list
         args=args,
         train_dataset=data.train,
         eval_dataset=data.test,
         processing_class=tokenizer,
         peft_config=lora_config(options),
+        **(agent.trainer_kwargs() if agent is not None else {}),
         **trainer_kwargs,
     )
     float32_adapters_on_cpu(trainer.model)  # TRL made a quantized model's adapters bfloat16: slow and coarse on a CPU
@@ -124,16 +129,19 @@ def _train(config: RunConfig, *, console=None, extra_callbacks: Sequence[Trainer
     if config.hub.token:  # kept out of GRPOConfig (pickled into checkpoints); the Hub reads HF_TOKEN
         os.environ.setdefault("HF_TOKEN", config.hub.token)
     reward_set = build_reward_set(config)
+    agent = resolve_agent(config)  # tools, environments, rollout function: imported and checked before any weights
     data = load_run_data(config, reward_set)
     logger.info("%s", data.description)
     tokenizer = load_tokenizer(options)  # once: for the prompt limits and for the trainer
     data, prompt_lengths = bound_run_prompts(
-        config, data, tokenizer, model_context=model_context_length(options)
+        config, data, tokenizer, model_context=model_context_length(options), tools=agent.all_tools()
     )  # no prompt longer than max_prompt_length reaches generation
     for line in prompt_lengths:
         logger.info("%s", line)
     resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
-    trainer, callbacks = build_trainer(config, data, reward_set, tokenizer, console=console, extra_callbacks=extra_callbacks)
+    trainer, callbacks = build_trainer(
+        config, data, reward_set, tokenizer, console=console, extra_callbacks=extra_callbacks, agent=agent
+    )
     is_main_process = trainer.is_world_process_zero()  # the trainer's answer, for everything below and the CLI
     output_dir = Path(options.output_dir)
     resumed_step = checkpoint_global_step(resume_from) if resume_from is not None else 0
