@@ -37,7 +37,9 @@ def test_tools_an_environment_and_an_async_reward_train_and_validate_agrees(tmp_
     result = train(config)
     assert result.global_step == 1
     (step,) = metrics_of(tmp_path)
-    assert {"tools/call_frequency", "tools/failure_frequency"} <= set(step)  # TRL's, through the normal logging path
+    # TRL's tools/call_frequency and tools/failure_frequency, renamed (grpokit.outputs.tool_metrics); no call, no share
+    assert "tools/calls_per_completion" in step and "tools/call_frequency" not in step
+    assert ("tools/failure_share" in step) == (step["tools/calls_per_completion"] > 0)
     assert "rewards/Counter/mean" in step  # the environment's get_reward is a reward
     assert "rewards/async_length/mean" in step and step["rewards/async_length/mean"] > 0
     assert step["rewards/async_flaky/failures"] > 0 and result.reward_failures["async_flaky"] > 0
