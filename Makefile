@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.grpokit-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint lock docs clean
+.PHONY: install demo demo-tools test test-fast lint lock docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/grpokit demo
+
+# The agent demo: builtin:tiny-chat learns to call its calculator tool (README, "The agent demo").
+demo-tools: $(STAMP)
+	$(VENV)/bin/grpokit demo --task tools
 
 # Every test; the 25 slowest are listed at the end.
 test: $(STAMP)
