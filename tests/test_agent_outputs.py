@@ -264,3 +264,17 @@ def test_the_tool_metrics_are_renamed_before_any_callback_reads_the_log():
     order = [field.name for field in dataclasses.fields(RunCallbacks)]
     assert order[0] == "tool_metric_names"
     assert {"health", "tensorboard", "metrics", "tracking", "extra"} < set(order[1:])
+
+
+def test_the_compare_view_lines_up_a_run_with_tools_and_one_without(tmp_path):
+    agent = tool_run_dir(tmp_path, "agent")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5, "health/zero_spread": 0}) + "\n", encoding="utf-8")
+    (plain / "grpokit_config.yaml").write_text(yaml.safe_dump({"model_id": "builtin:tiny", "health": HealthOptions().model_dump()}), encoding="utf-8")
+    html = write_compare([agent, plain], tmp_path / "compare.html").read_text(encoding="utf-8")
+    row = html[html.index("<td><code>tool_calls</code></td>") :].split("</tr>")[0]
+    assert row.count("<td>") == 3 and ">ok<" in row and ">not checked<" in row, row
+    assert "tool calls per completion, last 10 steps" in html
+    alone = write_compare([plain, plain], tmp_path / "plain.html").read_text(encoding="utf-8")
+    assert "tool_calls" not in alone and "tool calls per completion" not in alone

@@ -26,6 +26,7 @@ from grpokit.outputs.conversation import Turn, conversation_turns, has_tool_mess
 from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE
 from grpokit.outputs.report_plots import ACCURACY_KEY
 from grpokit.outputs.run_record import RunRecord, number, series, tokens_per_second
+from grpokit.outputs.tool_metrics import CALLS_PER_COMPLETION, FAILURE_SHARE
 
 SUMMARY_WINDOW = 10  # logged steps averaged for the start and end reward
 
@@ -99,6 +100,8 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "tokens / s (median)": statistics.median(throughput) if throughput else None,
         "held-out accuracy, first": accuracy[0][1] if accuracy else None,
         "held-out accuracy, last": accuracy[-1][1] if accuracy else None,
+        f"tool calls per completion, last {SUMMARY_WINDOW} steps": _mean([value for _, value in series(run.metrics, CALLS_PER_COMPLETION)][-SUMMARY_WINDOW:]),
+        f"tool failure share, last {SUMMARY_WINDOW} steps": _mean([value for _, value in series(run.metrics, FAILURE_SHARE)][-SUMMARY_WINDOW:]),
     }
 
 
@@ -132,6 +135,8 @@ def summary_rows(run: RunRecord) -> list[Row]:
         Row(f"reward, mean of the last {SUMMARY_WINDOW} logged steps", shown(figures[f"reward, last {SUMMARY_WINDOW} steps"])),
         Row("time per step (median)", shown(figures["seconds / step (median)"], "number") + " s"),
         Row("tokens per second (median)", shown(figures["tokens / s (median)"], "count")),
+        Row(f"tool calls per completion, mean of the last {SUMMARY_WINDOW} logged steps", shown(figures[f"tool calls per completion, last {SUMMARY_WINDOW} steps"])),
+        Row(f"tool failure share, mean of the last {SUMMARY_WINDOW} logged steps with a call", shown(figures[f"tool failure share, last {SUMMARY_WINDOW} steps"], "share")),
     ]
     return [row for row in rows if not row.value.startswith("-")]
 
