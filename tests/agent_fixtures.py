@@ -92,6 +92,22 @@ class Echo:
         return 0.5
 
 
+class Strict:
+    def reset(self, level: int):
+        self.level = level
+
+    def get_reward(self) -> float:
+        return float(self.level)
+
+
+class NeedsTarget:
+    def reset(self, target: str, **row):
+        self.target = target
+
+    def get_reward(self) -> float:
+        return 0.0
+
+
 class NoReset:
     def step(self, x: int) -> int:
         """Step.
@@ -155,3 +171,26 @@ def agent_config(directory: Path, **keys) -> dict:
         "rewards": ["rw.py:has_answer"],
         **keys,
     }
+
+
+FAILING_MULTIPLY_PY = '''
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    raise ConnectionError("calculator offline")
+'''
+
+
+def tool_task_files(directory: Path, *, rows: int = 8) -> Path:
+    """problems.jsonl (the tool task's system prompt and questions, on which builtin:tiny-chat calls `multiply`
+    in about 30% of its samples) and failing.py (a `multiply` of the same name and schema that always raises)."""
+    from grpokit.tasks.tool_task import make_problems
+
+    (directory / "failing.py").write_text(FAILING_MULTIPLY_PY, encoding="utf-8")
+    data = directory / "problems.jsonl"
+    data.write_text("".join(json.dumps(problem.row()) + "\n" for problem in make_problems(rows, seed=0)), encoding="utf-8")
+    return data

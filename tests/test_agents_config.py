@@ -147,3 +147,24 @@ def test_an_async_reward_keeps_the_on_error_policy():
     strict = guard_reward(judge, "judge", "raise")
     with pytest.raises(RunError, match="dataset row 5"):
         asyncio.run(strict(prompts=["p", "p"], completions=["ok", "bad"], grpokit_row=[4, 5]))
+
+
+def test_reset_must_take_the_dataset_columns(files):
+    columns = ["prompt", "answer", "level", "grpokit_row"]
+    agent = resolve_agent(load(files, environment="tools.py:Strict"))
+    with pytest.raises(ConfigError) as caught:
+        agent.check_reset_columns(columns, source="c.yaml", data="train dataset")
+    assert "does not take the dataset column(s) ['prompt', 'answer']" in caught.value.what
+    assert "key environment; train dataset" in caught.value.where and "**kwargs" in caught.value.fix
+    needs = resolve_agent(load(files, environment={"a": "tools.py:NeedsTarget", "b": "tools.py:Counter"}))
+    with pytest.raises(ConfigError, match=r"needs \['target'\], which the dataset has no column for") as caught:
+        needs.check_reset_columns([*columns, "environment"], source="c.yaml", data="train dataset")
+    assert "key environment.a" in caught.value.where
+    needs.check_reset_columns([*columns, "target", "environment"], source="c.yaml", data="train dataset")
+    resolve_agent(load(files, environment="tools.py:Counter")).check_reset_columns(columns, source="c.yaml", data="d")
+
+
+def test_trls_experimental_warning_becomes_one_grpokit_line(files):
+    assert resolve_agent(load(files, tools=["tools.py:multiply"])).experimental_notice() is None
+    notice = resolve_agent(load(files, environment="tools.py:Counter")).experimental_notice()
+    assert notice.startswith("environment: use TRL's environment_factory, which TRL marks experimental")

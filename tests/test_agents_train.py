@@ -34,6 +34,9 @@ def test_tools_an_environment_and_an_async_reward_train_and_validate_agrees(tmp_
     report = validate(config, trial_step=True)
     assert report.trial_step is not None and report.trial_step.model == "builtin:tiny-chat"
     assert report.trial_step.total_steps == 1
+    assert report.reward_names[-1] == "Counter" and report.reward_weights[-1] == 1.0  # get_reward, as TRL adds it
+    assert all(entry["scores"]["Counter"] == 0.0 for entry in report.reward_rows)  # right after reset: count = start
+    assert any("TRL marks experimental" in note for note in report.notes)
     result = train(config)
     assert result.global_step == 1
     (step,) = metrics_of(tmp_path)

@@ -8,6 +8,7 @@ has every column those rewards read, before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 
 from grpokit.config.schema import RunConfig
@@ -18,9 +19,11 @@ from grpokit.data.prompts import prepare_dataset
 from grpokit.data.readers import load_table
 from grpokit.errors import ConfigError
 from grpokit.model.generation import GenerationSettings, completion_token_ids, generate_completions
-from grpokit.model.tool_loop import generate_with_tools
+from grpokit.model.tool_loop import check_tool_template, generate_with_tools
 from grpokit.rewards.agent import AgentSetup
 from grpokit.rewards.reward_set import RewardSet, build_rewards
+
+logger = logging.getLogger("grpokit.pipeline")
 
 
 def build_reward_set(config: RunConfig) -> RewardSet:
@@ -51,6 +54,21 @@ def load_run_data(config: RunConfig, reward_set: RewardSet) -> LoadedData:
         options.dataset,
         required_columns=reward_set.required_columns,
     )
+
+
+def check_agent(config: RunConfig, agent: AgentSetup, tokenizer, data: LoadedData) -> None:
+    """What GRPOTrainer needs of the agent keys once the tokenizer and the data are known; `validate` and
+    `train` both call this, so both stop with the same message.
+
+    Raises:
+        ConfigError: the chat template cannot call tools or keep prefixes (`model.tool_loop.check_tool_template`,
+            the fix names `chat_template:`); an environment's `reset` does not accept the dataset's columns.
+    """
+    if agent.uses_tools:
+        check_tool_template(tokenizer, environment=agent.environment_factory is not None, source=config.source)
+    for split, dataset in (("train", data.train), ("test", data.test)):
+        if dataset is not None and agent.reset_signatures:
+            agent.check_reset_columns(list(dataset.column_names), source=config.source, data=f"{split} dataset")
 
 
 def load_split_rows(config: RunConfig, reward_set: RewardSet, split: str, max_rows: int | None) -> list[dict]:
@@ -144,7 +162,8 @@ def generate_for_rows(
 
     Returns:
         (completions, completion_ids), each a list per row of `num_samples` entries; with tools a completion
-        is its message list (assistant, tool, assistant ...) and its ids are its text's tokens.
+        is its message list (assistant, tool, assistant ...) and its ids are its text's tokens. With tools, one
+        log line counts the tool calls and failures (TRL's `tools/call_frequency` and `tools/failure_frequency`).
     """
     if agent is None or not agent.uses_tools:
         return generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
@@ -163,4 +182,18 @@ def generate_for_rows(
         prepare_rollout=agent.rollout_preparer(rows),
     )
     ids = [completion_token_ids(tokenizer, per_row) for per_row in rollouts.completions]
+    logger.info("%s", tool_counts_line(rollouts.tool_calls, rollouts.tool_failures, len(rows) * settings.num_samples))
     return rollouts.completions, ids
+
+
+def tool_counts_line(calls: int, failures: int, completions: int) -> str:
+    """The tool loop's counts in TRL's terms: calls per completion, failures per call.
+
+    >>> tool_counts_line(6, 6, 16)
+    'tool loop: 6 tool calls in 16 completions (call_frequency 0.375), 6 failed (failure_frequency 1)'
+    """
+    share = f"{failures / calls:.3g}" if calls else "0"
+    return (
+        f"tool loop: {calls} tool call{'' if calls == 1 else 's'} in {completions} completions "
+        f"(call_frequency {calls / max(completions, 1):.3g}), {failures} failed (failure_frequency {share})"
+    )

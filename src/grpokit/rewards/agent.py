@@ -34,6 +34,9 @@ from grpokit.rewards.policy import is_async_reward
 from grpokit.rewards.user import import_user_object
 
 ENVIRONMENT_HOOKS = ("reset", "get_reward")  # an environment's methods that are not tools
+# What TRL 1.16's GRPOTrainer warns about as experimental, by the grpokit key that uses it; the warning's text.
+TRL_EXPERIMENTAL = {"environment:": "environment_factory", "rollout_func:": "rollout_func"}
+TRL_EXPERIMENTAL_WARNING = r"You are using '(environment_factory|rollout_func)', which is an experimental feature"
 _SCHEMA_FIX = (
     "give the function a Google-style docstring (a description, then an `Args:` section with one line per "
     "argument) and a type hint on every argument; see docs/agents.md"
@@ -49,7 +52,8 @@ class AgentSetup:
       environment name -> factory when rows name their environment; None without `environment:`;
     - `rollout_func`: TRL's `rollout_func=`, or None;
     - `chat_template`: the text of the `chat_template:` file (`load_tokenizer` applies it), or None;
-    - `environment_rewards`: the metric names TRL gives the environments' `get_reward` (their class names).
+    - `environment_rewards`: the metric names TRL gives the environments' `get_reward` (their class names);
+    - `reset_signatures`: each environment's `reset` signature, by its key (`environment` or `environment.<name>`).
     """
 
     tools: list[Callable] = field(default_factory=list)
@@ -57,6 +61,7 @@ class AgentSetup:
     rollout_func: Callable | None = None
     chat_template: str | None = None
     environment_rewards: tuple[str, ...] = ()
+    reset_signatures: dict[str, inspect.Signature] = field(default_factory=dict)
 
     @property
     def uses_tools(self) -> bool:
@@ -91,6 +96,56 @@ class AgentSetup:
             return prompt, self.tools + environment_tools(environment)
 
         return prepare
+
+    def check_reset_columns(self, columns: list[str], *, source: str, data: str) -> None:
+        """Check that each environment's `reset(**row)` accepts the dataset's columns (`data` names the dataset).
+
+        TRL calls `reset` with every column of the row (grpokit's row index and, with several environments,
+        the `environment` column left out), so `reset` must take `**kwargs` or one parameter per column, and
+        every parameter without a default needs a column.
+
+        Raises:
+            ConfigError: naming the environment key and the column or parameter that does not match.
+        """
+        passed = [c for c in columns if c != ROW_COLUMN and not (isinstance(self.environment_factory, dict) and c == ENVIRONMENT_COLUMN)]
+        for key, signature in self.reset_signatures.items():
+            error = _reset_columns_error(signature, passed)
+            if error is not None:
+                what, fix = error
+                raise ConfigError(f"the environment's reset{signature} {what}", where=f"{source}, key {key}; {data}", fix=fix)
+
+    def reset_reward(self, row: Mapping[str, Any], *, source: str) -> dict[str, float]:
+        """`{class name: get_reward()}` of the row's environment right after `reset(**row)`: the environment reward
+        of a rollout that calls no tool (what `validate` shows beside the rewards); {} without `get_reward`.
+
+        Raises:
+            ConfigError: `reset` or `get_reward` raised, naming the dataset row.
+        """
+        factory = self.factory_for(row)
+        if factory is None:
+            return {}
+        environment = factory()
+        name = type(environment).__name__
+        try:
+            environment.reset(**{k: v for k, v in row.items() if not (isinstance(self.environment_factory, dict) and k == ENVIRONMENT_COLUMN)})
+            return {name: float(environment.get_reward())} if name in self.environment_rewards else {}
+        except Exception as error:  # noqa: BLE001 -- the user's environment: any failure is reported with its row
+            raise ConfigError(
+                f"environment {name} failed on a dataset row: {type(error).__name__}: {error}",
+                where=f"{source}, row {row.get(ROW_COLUMN, '?')}",
+                fix="fix reset() / get_reward() for this row (they receive the row's columns as keyword arguments)",
+            ) from error
+
+    def experimental_notice(self) -> str | None:
+        """One line for the run's log when the config uses what TRL 1.16 marks experimental (it warns at every
+        GRPOTrainer construction; grpokit says it once, in its own words, and silences TRL's text)."""
+        keys = [key for key, value in (("environment:", self.environment_factory), ("rollout_func:", self.rollout_func)) if value is not None]
+        if not keys:
+            return None
+        return (
+            f"{' and '.join(keys)} use TRL's {' and '.join(TRL_EXPERIMENTAL[k] for k in keys)}, which TRL "
+            "marks experimental: its behaviour may change in a later TRL release (see docs/agents.md, Limits)"
+        )
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for `GRPOTrainer(...)`: only those the config sets."""
@@ -129,15 +184,16 @@ def resolve_agent(config: RunConfig) -> AgentSetup:
     options, source, base_dir = config.options, config.source, config.base_dir
     tools = [_tool(path, index, base_dir, source) for index, path in enumerate(options.tools or [])]
     _no_two_tools_named_alike(tools, source)
-    factory, reward_names = None, ()
+    factory, reward_names, resets = None, (), {}
     if isinstance(options.environment, dict):
         args = options.environment_args or {}
         built = {name: _environment(path, args.get(name, {}), base_dir, source, f"environment.{name}") for name, path in options.environment.items()}
-        factory = {name: made for name, (made, _) in built.items()}
-        reward_names = tuple(dict.fromkeys(name for _, name in built.values() if name))
+        factory = {name: made for name, (made, _, _) in built.items()}
+        reward_names = tuple(dict.fromkeys(name for _, name, _ in built.values() if name))
+        resets = {f"environment.{name}": reset for name, (_, _, reset) in built.items()}
     elif options.environment is not None:
-        factory, reward_name = _environment(options.environment, options.environment_args or {}, base_dir, source, "environment")
-        reward_names = (reward_name,) if reward_name else ()
+        factory, reward_name, reset = _environment(options.environment, options.environment_args or {}, base_dir, source, "environment")
+        reward_names, resets = ((reward_name,) if reward_name else ()), {"environment": reset}
     if factory is not None and not config.reward_specs and not reward_names:
         raise ConfigError(
             "no reward: the config lists no rewards: and the environment defines no get_reward()",
@@ -146,7 +202,7 @@ def resolve_agent(config: RunConfig) -> AgentSetup:
         )
     rollout = _rollout_func(options.rollout_func, base_dir, source) if options.rollout_func else None
     template = Path(options.chat_template).read_text(encoding="utf-8") if options.chat_template else None
-    return AgentSetup(tools, factory, rollout, template, reward_names)
+    return AgentSetup(tools, factory, rollout, template, reward_names, resets)
 
 
 def environment_tools(environment: Any) -> list[Callable]:
@@ -203,8 +259,11 @@ def _no_two_tools_named_alike(tools: list[Callable], source: str) -> None:
         )
 
 
-def _environment(path: str, args: dict[str, Any], base_dir: Path, source: str, key: str) -> tuple[Callable[[], Any], str | None]:
-    """(a no-argument factory that strips grpokit's row column from reset's arguments, get_reward's metric name)."""
+def _environment(
+    path: str, args: dict[str, Any], base_dir: Path, source: str, key: str
+) -> tuple[Callable[[], Any], str | None, inspect.Signature]:
+    """(a no-argument factory that strips grpokit's row column from reset's arguments, get_reward's metric name,
+    reset's signature)."""
     where = f"{source}, key {key}"
     target = _imported(path, base_dir, "environment", where)
     try:
@@ -227,7 +286,29 @@ def _environment(path: str, args: dict[str, Any], base_dir: Path, source: str, k
         if error is not None:
             raise error
     factory = functools.partial(_built_environment, target, dict(args))
-    return factory, (type(instance).__name__ if "get_reward" in methods else None)
+    return factory, (type(instance).__name__ if "get_reward" in methods else None), inspect.signature(instance.reset)
+
+
+def _reset_columns_error(signature: inspect.Signature, columns: list[str]) -> tuple[str, str] | None:
+    """(what, fix) when `reset(**row)` cannot be called with these columns, else None."""
+    parameters = signature.parameters.values()
+    by_keyword = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = [p.name for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
+    missing = [name for name in required if name not in columns]
+    if missing:
+        return (
+            f"needs {missing}, which the dataset has no column for (its columns: {columns})",
+            f"add the column(s) {missing} to the dataset, or give those parameters of reset a default",
+        )
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return None
+    extra = [column for column in columns if column not in by_keyword]
+    if extra:
+        return (
+            f"does not take the dataset column(s) {extra}: TRL calls reset(**row) with every column of the row",
+            "add **kwargs to reset (def reset(self, **row)), or a parameter for each of those columns",
+        )
+    return None
 
 
 def _built_environment(target: Callable[..., Any], args: dict[str, Any]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,8 @@ from grpokit.outputs.hub import push_final_model
 from grpokit.outputs.run_info import options_line, record_run_start
 from grpokit.outputs.run_lock import run_lock
 from grpokit.outputs.saving import save_final_model, save_resolved_config
-from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
-from grpokit.rewards.agent import AgentSetup, resolve_agent
+from grpokit.pipeline import bound_run_prompts, build_reward_set, check_agent, load_run_data
+from grpokit.rewards.agent import TRL_EXPERIMENTAL_WARNING, AgentSetup, resolve_agent
 from grpokit.rewards.reward_set import RewardSet
 from grpokit.trainer.health import HealthTrip
 from grpokit.trainer.reward_callbacks import summed_over_ranks
@@ -87,17 +88,22 @@ def build_trainer(
     model = load_model(options, gradient_checkpointing=args.gradient_checkpointing, fsdp=bool(args.fsdp))
     check_lora_targets(options, model)
     trainer_class, trainer_kwargs = trainer_class_for(options.dynamic_sampling)  # TRL's, or with dynamic sampling
-    trainer = trainer_class(
-        model=model,
-        reward_funcs=list(reward_set.funcs),  # a copy: TRL appends the environments' get_reward to its list
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.test,
-        processing_class=tokenizer,
-        peft_config=lora_config(options),
-        **(agent.trainer_kwargs() if agent is not None else {}),
-        **trainer_kwargs,
-    )
+    with warnings.catch_warnings():  # TRL's "experimental" warning: grpokit says it once, below
+        warnings.filterwarnings("ignore", message=TRL_EXPERIMENTAL_WARNING, category=UserWarning)
+        trainer = trainer_class(
+            model=model,
+            reward_funcs=list(reward_set.funcs),  # a copy: TRL appends the environments' get_reward to its list
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.test,
+            processing_class=tokenizer,
+            peft_config=lora_config(options),
+            **(agent.trainer_kwargs() if agent is not None else {}),
+            **trainer_kwargs,
+        )
+    notice = agent.experimental_notice() if agent is not None else None
+    if notice is not None and trainer.is_world_process_zero():
+        logger.warning("%s", notice)
     float32_adapters_on_cpu(trainer.model)  # TRL made a quantized model's adapters bfloat16: slow and coarse on a CPU
     callbacks = build_run_callbacks(
         trainer,
@@ -133,6 +139,7 @@ def _train(config: RunConfig, *, console=None, extra_callbacks: Sequence[Trainer
     data = load_run_data(config, reward_set)
     logger.info("%s", data.description)
     tokenizer = load_tokenizer(options)  # once: for the prompt limits and for the trainer
+    check_agent(config, agent, tokenizer, data)  # as validate does: the same message for the same mistake
     data, prompt_lengths = bound_run_prompts(
         config, data, tokenizer, model_context=model_context_length(options), tools=agent.all_tools()
     )  # no prompt longer than max_prompt_length reaches generation
