@@ -278,3 +278,50 @@ def test_the_compare_view_lines_up_a_run_with_tools_and_one_without(tmp_path):
     assert "tool calls per completion, last 10 steps" in html
     alone = write_compare([plain, plain], tmp_path / "plain.html").read_text(encoding="utf-8")
     assert "tool_calls" not in alone and "tool calls per completion" not in alone
+
+
+# The docstring is the task's own, word for word: it is the schema in the prompt, and the tiny model calls
+# the tool only for the prompt it was warmed up on.
+FAILING_TOOL = '''
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    raise RuntimeError("calculator offline")
+'''
+
+
+@pytest.mark.slow
+def test_a_run_whose_tool_always_fails_is_stopped_by_the_tool_failures_check(tmp_path):
+    from grpokit.config import load_config
+    from grpokit.tasks import tool_task
+    from grpokit.trainer import train
+
+    (tmp_path / "failing.py").write_text(FAILING_TOOL, encoding="utf-8")
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(p.row()) + "\n" for p in tool_task.make_problems(64, seed=0)), encoding="utf-8")
+    config = {
+        "model_id": "builtin:tiny-chat", "use_lora": False, "train_dataset_path": str(data), "output_dir": str(tmp_path / "out"),
+        "tools": ["failing.py:multiply"], "rewards": [{"name": "exact_match", "extract": "last_number"}],
+        "max_steps": 2, "per_device_train_batch_size": 32, "num_generations": 8, "max_completion_length": 64,
+        "max_tool_calling_iterations": 1, "learning_rate": 1e-4, "seed": 0, "logging_steps": 1, "save_strategy": "no",
+        "health": {"tool_failures": {"action": "stop", "patience": 1}, "zero_spread": {"action": "off"}}, "log_completions_every": 1,
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = train(load_config(tmp_path / "config.yaml"))
+    assert result.stopped_by_health is not None and result.stopped_by_health.check == "tool_failures"
+    [event] = [e for e in read_health_events(tmp_path / "out" / "health.jsonl") if e.status == "tripped"]
+    assert event.check == "tool_failures" and event.exit_code == 3 and event.step == result.global_step
+    assert event.message.startswith("100% of the tool calls failed") and result.global_step == 1
+    lines = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert lines[-1]["tools/failure_share"] == 1.0 and lines[-1]["health/tool_failures"] == 2
+    records = [  # TRL's samples, and the first training prompts answered through the tool loop before training
+        json.loads(line)
+        for name in ("sample_completions.jsonl", "before_after_completions.jsonl")
+        for line in (tmp_path / "out" / name).read_text(encoding="utf-8").splitlines()
+    ]
+    results = [m for record in records for m in record.get("messages", []) if m.get("role") == "tool"]
+    assert results and all("calculator offline" in m["content"] for m in results), "the model read the error as the result"
