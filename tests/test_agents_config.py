@@ -168,3 +168,17 @@ def test_trls_experimental_warning_becomes_one_grpokit_line(files):
     assert resolve_agent(load(files, tools=["tools.py:multiply"])).experimental_notice() is None
     notice = resolve_agent(load(files, environment="tools.py:Counter")).experimental_notice()
     assert notice.startswith("environment: use TRL's environment_factory, which TRL marks experimental")
+
+
+def test_without_a_dataset_reset_gets_trls_placeholder_prompt(files):
+    from grpokit.data.loading import LoadedData
+    from grpokit.model.loading import load_tokenizer
+    from grpokit.pipeline import check_agent
+
+    config = load(files, environment="tools.py:Strict", train_dataset_path=None, max_steps=2)
+    no_data = LoadedData(train=None, test=None, description="")
+    with pytest.raises(ConfigError, match=r"reset\(level: int\) needs \['level'\], .*its columns: \['prompt'\]") as caught:
+        check_agent(config, resolve_agent(config), load_tokenizer(config.options), no_data)
+    assert "placeholder rows" in caught.value.where
+    counter = load(files, environment="tools.py:Counter", train_dataset_path=None, max_steps=2)
+    check_agent(counter, resolve_agent(counter), load_tokenizer(counter.options), no_data)

@@ -63,3 +63,14 @@ def test_nproc_2_with_an_environment(tmp_path):
     config = agent_config(tmp_path, environment="tools.py:Counter", rewards=None, max_steps=2, per_device_train_batch_size=2)
     lines = check_each_step_logged_once(tmp_path, run_train(tmp_path, config), steps=2, experimental=1)
     assert all("rewards/Counter/mean" in line and "tools/calls_per_completion" in line for line in lines)
+
+
+def test_nproc_2_reports_an_agent_mistake_once_before_starting_the_ranks(tmp_path):
+    agent_files(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(agent_config(tmp_path, model_id="builtin:tiny", tools=["tools.py:multiply"])), encoding="utf-8")
+    command = [sys.executable, "-m", "grpokit", "train", str(path), "--nproc", "2"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.count("cannot call tools") == 1 and "chat_template:" in result.stderr
+    assert "torch.distributed" not in result.stderr and "rank" not in result.stderr.lower()

@@ -66,6 +66,8 @@ def check_agent(config: RunConfig, agent: AgentSetup, tokenizer, data: LoadedDat
     """
     if agent.uses_tools:
         check_tool_template(tokenizer, environment=agent.environment_factory is not None, source=config.source)
+    if data.train is None and agent.reset_signatures:  # TRL drives the run with placeholder rows of one empty prompt
+        agent.check_reset_columns(["prompt"], source=config.source, data="no dataset: TRL's placeholder rows have a prompt column")
     for split, dataset in (("train", data.train), ("test", data.test)):
         if dataset is not None and agent.reset_signatures:
             agent.check_reset_columns(list(dataset.column_names), source=config.source, data=f"{split} dataset")

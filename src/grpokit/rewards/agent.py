@@ -129,7 +129,7 @@ class AgentSetup:
         try:
             environment.reset(**{k: v for k, v in row.items() if not (isinstance(self.environment_factory, dict) and k == ENVIRONMENT_COLUMN)})
             return {name: float(environment.get_reward())} if name in self.environment_rewards else {}
-        except Exception as error:  # noqa: BLE001 -- the user's environment: any failure is reported with its row
+        except Exception as error:  # the user's environment: any failure is reported with its row
             raise ConfigError(
                 f"environment {name} failed on a dataset row: {type(error).__name__}: {error}",
                 where=f"{source}, row {row.get(ROW_COLUMN, '?')}",
