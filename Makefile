@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: install demo test test-fast lint lock docs gpu-check clean
+.PHONY: install demo demo-tools test test-fast lint lock docs gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/grpokit demo
+
+# The agent demo: builtin:tiny-chat learns to call its calculator tool (README, "The agent demo").
+demo-tools: $(STAMP)
+	$(VENV)/bin/grpokit demo --task tools
 
 # Every test; the 25 slowest are listed at the end.
 test: $(STAMP)

@@ -161,7 +161,7 @@ def run(kind: str, round_: int, steps: int, paths: dict, env: dict) -> dict:
     command = [sys.executable, __file__, "--child", kind, str(paths["data"]), str(out), settings, str(record)]
     log = paths["work"] / f"child-{kind.replace(' ', '-')}-{round_}.log"
     with log.open("w") as output:
-        finished = subprocess.run(command, env=env, cwd=paths["work"], stdout=output, stderr=subprocess.STDOUT)
+        finished = subprocess.run(command, env=env, cwd=paths["work"], stdout=output, stderr=subprocess.STDOUT, check=False)
     if finished.returncode != 0:
         raise RuntimeError(f"{kind} child failed ({finished.returncode}):\n{log.read_text()[-3000:]}")
     shutil.rmtree(out, ignore_errors=True)

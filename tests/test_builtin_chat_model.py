@@ -139,7 +139,7 @@ def test_the_warm_started_model_sometimes_calls_the_tool_and_copies_its_result(m
 
 @pytest.mark.slow
 def test_a_tool_that_raises_is_a_counted_failure_not_a_crash(model, tokenizer):
-    from grpokit.tasks.tool_loop import generate_with_tools
+    from grpokit.model.tool_loop import generate_with_tools
 
     def multiply(a: int, b: int) -> int:
         """Multiply two integers.

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from conftest import skip_unless_in_ci
-from grpokit.config import GrpokitOptions, RunConfig, distributed, load_config, packages
+from grpokit.config import GrpokitOptions, RunConfig, load_config, packages
 from grpokit.config.distributed import PRESET_FILES, apply_distributed, preset_path, resolve_distributed
 from grpokit.errors import ConfigError
 from grpokit.launch.torchrun import (

@@ -154,7 +154,6 @@ def test_user_module_next_to_the_config_is_found(tmp_path: Path):
         ("my_rewards.py:shoutyy", 'did you mean "shouty"?'),
         ("my_rewards.py:NOT_CALLABLE", "is not callable (it is the int 3)"),
         ("my_rewards.py:no_kwargs", "does not accept **kwargs"),
-        ("my_rewards.py:later", "async"),
         ("my_rewards.py", "does not say which function"),
         ("grpokit_no_such_module_xyz:fn", "cannot be imported"),
     ],

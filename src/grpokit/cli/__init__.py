@@ -120,7 +120,7 @@ def validate(
             stdout.print(f"[yellow]note[/]: {note}", highlight=False)
         if report.trial_step is not None:
             stdout.print(
-                f"[green]trial step ok[/]: one GRPO step with these settings and rewards on builtin:tiny "
+                f"[green]trial step ok[/]: one GRPO step with these settings and rewards on {report.trial_step.model} "
                 f"({report.trial_step.seconds:.1f} s); the run trains {report.trial_step.total_steps:,} steps"
             )
         if probe:
@@ -164,31 +164,49 @@ def models() -> None:
 
 
 class DemoTask(str, Enum):
-    """`grpokit demo --task`: what the demo teaches."""
+    """`grpokit demo --task`: what the demo teaches; each task's demo lives in its own module of grpokit.commands."""
 
     addition = "addition"  # builtin:tiny, 2-digit addition (commands/demo.py)
+    tools = "tools"  # builtin:tiny-chat, a calculator tool for 3-digit multiplication (commands/demo_tools.py)
     aws_sample = "aws-sample"  # builtin:tiny-chat, the AWS sample's config, rewards and format (commands/demo_aws_sample.py)
 
 
 @app.command()
 def demo(
+    task: Annotated[
+        DemoTask,
+        typer.Option(
+            help="addition: builtin:tiny learns 2-digit addition (about 20 s). "
+            "tools: builtin:tiny-chat learns to call a calculator tool for 3-digit multiplication (about 2 min). "
+            "aws-sample: the AWS sample's converted config (QLoRA 4-bit, its three rewards, its system prompt) "
+            "trains builtin:tiny-chat to answer in its <think>/<answer> format (about 5 min)."
+        ),
+    ] = DemoTask.addition,
     output_dir: Annotated[
         Path | None,
-        typer.Option(help="Where the model, summary.json and report.html go (default: outputs/demo, outputs/demo-aws-sample for --task aws-sample)."),
+        typer.Option(
+            help="Where the model, summary.json and report.html go (default: outputs/demo, outputs/demo-tools, "
+            "outputs/demo-aws-sample)."
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="Another demo config (default: examples/demo.yaml's settings; examples/aws_sample/demo.yaml's for --task aws-sample)."),
+        typer.Option(
+            help="Another demo config (default: the settings of examples/demo.yaml, examples/demo_tools.yaml, "
+            "examples/aws_sample/demo.yaml)."
+        ),
     ] = None,
     set_: SetOption = None,
-    task: Annotated[
-        DemoTask,
-        typer.Option(help="addition: builtin:tiny learns 2-digit addition (20 s). aws-sample: the AWS sample's converted config (QLoRA 4-bit, its three rewards, its system prompt) trains builtin:tiny-chat (about 5 min)."),
-    ] = DemoTask.addition,
 ) -> None:
     """Train a built-in model with GRPO on a task; show held-out figures before and after, and a report."""
     setup_logging()
     with reporting_errors():
+        if task is DemoTask.tools:
+            from grpokit.commands.demo_tools import DEFAULT_OUTPUT_DIR, run_tools_demo, tools_summary_table
+
+            result = run_tools_demo(output_dir or Path(DEFAULT_OUTPUT_DIR), config_path=config, overrides=set_ or [], console=console)
+            stdout.print(tools_summary_table(result))
+            return
         if task is DemoTask.aws_sample:
             from grpokit.commands.demo_aws_sample import DEFAULT_OUTPUT_DIR, summary_table
             from grpokit.commands.demo_aws_sample import run_aws_sample_demo as run_demo
@@ -310,8 +328,21 @@ def eval_(
         )
         report = run_eval(run_config, model, options, output_dir=output, compare=compare)
         stdout.print(eval_table(report))
+        _print_sample_conversation(report.result.samples)
         stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
         _refresh_run_report(Path(model), report.eval_path)
+
+
+def _print_sample_conversation(samples: list[dict]) -> None:
+    """With tools: the first completion that made a tool call, turn by turn (every sample is in eval_samples.jsonl)."""
+    from rich.text import Text
+
+    from grpokit.outputs.conversation import conversation_text, has_tool_messages
+
+    sample = next((sample for sample in samples if has_tool_messages(sample.get("completion"))), None)
+    if sample is not None:
+        stdout.print(f"a sample conversation ({sample.get('model')}, row {sample.get('row')}, reward total {fmt(sample.get('total'))}):")
+        stdout.print(Text(conversation_text(sample["completion"])))
 
 
 def _refresh_run_report(model: Path, eval_path: Path) -> None:

@@ -92,6 +92,7 @@ def train_with_torchrun(config_file: ConfigFile, nproc: int, **rendezvous_option
         rendezvous = resolve_rendezvous(nproc, **rendezvous_options)
         if needs_launcher(rendezvous):  # the ranks print the config's warnings themselves
             launch_config = resolve_for_job(config_file, rendezvous.nproc_per_node * rendezvous.nnodes)
+            check_agent_before_launch(launch_config)
     if needs_launcher(rendezvous):
         from grpokit.outputs.health_events import job_stop_event
         from grpokit.outputs.run_lock import run_lock_for_launched_ranks
@@ -105,3 +106,22 @@ def train_with_torchrun(config_file: ConfigFile, nproc: int, **rendezvous_option
         if stop is not None:
             console.print(f"[bold red]stopped:[/] {stop.message}", highlight=False)
         raise typer.Exit(stop.exit_code if stop is not None and stop.exit_code else code)
+
+
+def check_agent_before_launch(config) -> None:
+    """The agent keys' checks that need no data (tools, environments, rollout function, the chat template), made
+    once before torchrun starts, so such a mistake is one message and exit code 2, not one per rank.
+
+    Raises:
+        ConfigError: as `rewards.agent.resolve_agent` and `model.tool_loop.check_tool_template`.
+    """
+    options = config.options
+    if not (options.tools or options.environment or options.rollout_func):
+        return
+    from grpokit.model.loading import load_tokenizer
+    from grpokit.model.tool_loop import check_tool_template
+    from grpokit.rewards.agent import resolve_agent
+
+    agent = resolve_agent(config)
+    if agent.uses_tools:
+        check_tool_template(load_tokenizer(options), environment=agent.environment_factory is not None, source=config.source)

@@ -26,10 +26,11 @@ from grpokit.data.messages import text_of
 from grpokit.data.options import ROW_COLUMN
 from grpokit.errors import DataError
 from grpokit.formatting import fmt
-from grpokit.model.generation import GenerationSettings, generate_completions
+from grpokit.model.generation import GenerationSettings
 from grpokit.model.loading import load_model_for_inference
 from grpokit.outputs.files import CONFIG_FILE, EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE, atomic_write_text
-from grpokit.pipeline import build_reward_set, generation_settings, load_split_rows
+from grpokit.pipeline import build_reward_set, generate_for_rows, generation_settings, load_split_rows
+from grpokit.rewards.agent import AgentSetup, resolve_agent
 from grpokit.rewards.match import answer_block, normalize_text, numbers_in, parse_number
 from grpokit.rewards.reward_set import RewardSet, run_rewards_on_rows
 
@@ -110,8 +111,9 @@ def run_eval(
     reward_set = build_reward_set(config)
     rows = load_split_rows(config, reward_set, options.split, options.max_rows)
     settings = generation_settings(config, num_samples=options.num_samples, batch_size=options.batch_size)
-    result = evaluate_model(config.options, model, reward_set, rows, settings, options)
-    base = evaluate_model(config.options, compare, reward_set, rows, settings, options) if compare else None
+    agent = resolve_agent(config)  # with tools or an environment, completions come from TRL's tool loop
+    result = evaluate_model(config, model, reward_set, rows, settings, options, agent=agent)
+    base = evaluate_model(config, compare, reward_set, rows, settings, options, agent=agent) if compare else None
     directory = Path(output_dir) if output_dir is not None else default_output_dir(model, config)
     report = EvalReport(result, base, directory / EVAL_FILE, directory / EVAL_SAMPLES_FILE)
     write_report_files(report)
@@ -119,17 +121,20 @@ def run_eval(
 
 
 def evaluate_model(
-    grpokit_options: GrpokitOptions,
+    config: RunConfig,
     model_ref: str,
     reward_set: RewardSet,
     rows: list[dict],
     settings: GenerationSettings,
     options: EvalOptions,
+    *,
+    agent: AgentSetup | None = None,
 ) -> EvalResult:
-    """Load `model_ref`, generate `settings.num_samples` completions per row and score them."""
-    model, tokenizer = load_model_for_inference(model_ref, options_as_trained(model_ref, grpokit_options))
+    """Load `model_ref`, generate `settings.num_samples` completions per row (with the config's tools, as in
+    training, when `agent` has them) and score them."""
+    model, tokenizer = load_model_for_inference(model_ref, options_as_trained(model_ref, config.options))
     logger.info("generating %d x %d completions with %s", len(rows), settings.num_samples, model_ref)
-    completions, completion_ids = generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
+    completions, completion_ids = generate_for_rows(config, agent, model, tokenizer, rows, settings)
     return score_completions(
         reward_set,
         rows,

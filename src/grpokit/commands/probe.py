@@ -40,7 +40,14 @@ from grpokit.errors import ConfigError
 from grpokit.formatting import duration
 from grpokit.model.loading import load_model, load_tokenizer, model_context_length
 from grpokit.outputs.files import PROBE_FILE, atomic_write_bytes, atomic_write_text
-from grpokit.pipeline import bound_run_prompts, build_reward_set, generation_settings, load_run_data
+from grpokit.pipeline import (
+    bound_run_prompts,
+    build_reward_set,
+    generate_for_rows,
+    generation_settings,
+    load_run_data,
+)
+from grpokit.rewards.agent import resolve_agent
 from grpokit.rewards.reward_set import run_rewards_on_rows
 
 logger = logging.getLogger("grpokit.probe")
@@ -92,17 +99,27 @@ def run_probe(config: RunConfig, options: ProbeOptions, *, json_path: Path | Non
             fix="a group needs two completions or more for its rewards to differ",
         )
     reward_set = build_reward_set(config)
+    agent = resolve_agent(config)
     tokenizer = load_tokenizer(config.options)
-    data, _ = bound_run_prompts(  # the prompts as training sees them (max_prompt_length, truncate_prompts)
-        config, load_run_data(config, reward_set), tokenizer, model_context=model_context_length(config.options)
+    data, _ = bound_run_prompts(  # the prompts as training sees them (max_prompt_length, truncate_prompts, tools)
+        config, load_run_data(config, reward_set), tokenizer, model_context=model_context_length(config.options),
+        tools=agent.all_tools(),
     )
+    if data.train is None:
+        raise ConfigError(
+            "probe samples dataset rows, and this config has none (its environment makes the tasks)",
+            where=config.source,
+            fix="give train_dataset_path a few rows for the environment's reset() to probe with",
+        )
     rows = [data.train[i] for i in range(min(options.rows, len(data.train)))]
     logger.info("loading %s", config.options.model_id)
     model = _load_model(config)
     prompts_per_call = max(args.per_device_train_batch_size * args.steps_per_generation // args.num_generations, 1)
     settings = generation_settings(config, num_samples=samples, batch_size=prompts_per_call)
     logger.info("sampling %d prompts x %d completions (max_completion_length %d)", len(rows), samples, settings.max_new_tokens)
-    sampled = sample_completions(model, tokenizer, rows, settings)
+    sampled = sample_completions(
+        model, tokenizer, rows, settings, lambda batch, s: generate_for_rows(config, agent, model, tokenizer, batch, s)
+    )
     flat_rows = [row for row, per_row in zip(rows, sampled.completions) for _ in per_row]
     scored = run_rewards_on_rows(
         reward_set,

@@ -33,8 +33,12 @@ class ProbeSamples:
 
 
 
-def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationSettings) -> ProbeSamples:
-    """K completions per row, timed after one untimed warm-up call; peak memory of the generation."""
+def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationSettings, generate_rows=None) -> ProbeSamples:
+    """K completions per row, timed after one untimed warm-up call; peak memory of the generation.
+
+    `generate_rows(rows, settings) -> (completions, ids)`: how completions are generated (the pipeline's
+    `generate_for_rows`, TRL's tool loop when the config has tools); None: plain generation.
+    """
     import torch
 
     prompts = [row["prompt"] for row in rows]
@@ -47,7 +51,8 @@ def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationS
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    completions, ids = generate_with_progress(model, tokenizer, prompts, settings)
+    generate = generate_rows or (lambda batch, s: generate_completions(model, tokenizer, [row["prompt"] for row in batch], s))
+    completions, ids = generate_with_progress(generate, rows, settings)
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -55,15 +60,15 @@ def sample_completions(model, tokenizer, rows: list[dict], settings: GenerationS
     return ProbeSamples(rows, completions, ids, prompt_ids, seconds, peak, kind)
 
 
-def generate_with_progress(model, tokenizer, prompts: list, settings: GenerationSettings) -> tuple[list[list], list[list[list[int]]]]:
-    """`generate_completions` one batch of prompts at a time, logging the completions done and the time left."""
+def generate_with_progress(generate, rows: list[dict], settings: GenerationSettings) -> tuple[list[list], list[list[list[int]]]]:
+    """`generate(rows, settings)` one batch of rows at a time, logging the completions done and the time left."""
     completions: list[list] = []
     ids: list[list[list[int]]] = []
     started = last_line = time.perf_counter()
-    total = len(prompts) * settings.num_samples
-    for index, start in enumerate(range(0, len(prompts), settings.batch_size)):
+    total = len(rows) * settings.num_samples
+    for index, start in enumerate(range(0, len(rows), settings.batch_size)):
         batch = GenerationSettings(**{**asdict(settings), "seed": settings.seed + index})  # each batch its own draw
-        texts, batch_ids = generate_completions(model, tokenizer, prompts[start : start + settings.batch_size], batch)
+        texts, batch_ids = generate(rows[start : start + settings.batch_size], batch)
         completions += texts
         ids += batch_ids
         now = time.perf_counter()

@@ -21,9 +21,10 @@ from grpokit.config.schema import RunConfig
 from grpokit.data.options import ROW_COLUMN
 from grpokit.errors import ConfigError, DataError
 from grpokit.formatting import fmt
-from grpokit.model.generation import completion_token_ids, generate_completions
+from grpokit.model.generation import completion_token_ids
 from grpokit.model.loading import load_model_for_inference, load_tokenizer
-from grpokit.pipeline import build_reward_set, generation_settings, load_split_rows
+from grpokit.pipeline import build_reward_set, generate_for_rows, generation_settings, load_split_rows
+from grpokit.rewards.agent import resolve_agent
 from grpokit.rewards.common import shorten, text_of
 from grpokit.rewards.reward_set import run_rewards_on_rows
 
@@ -149,7 +150,7 @@ def _generated_pairs(config: RunConfig, rows: list[dict], num_samples: int, spli
     """(row, completion) pairs, the generated token ids of each completion, and a description."""
     settings = generation_settings(config, num_samples=num_samples)
     model, tokenizer = load_model_for_inference(config.options.model_id, config.options)
-    completions, ids = generate_completions(model, tokenizer, [row["prompt"] for row in rows], settings)
+    completions, ids = generate_for_rows(config, resolve_agent(config), model, tokenizer, rows, settings)  # tools as in training
     pairs = [(row, completion) for row, samples in zip(rows, completions, strict=True) for completion in samples]
     completion_ids = [sample_ids for per_row in ids for sample_ids in per_row]
     how = "greedy" if num_samples == 1 else f"{num_samples} samples per row"

@@ -27,11 +27,13 @@ from grpokit.config.trl_fields import SECRET_TRL_FIELDS, build_grpo_config
 from grpokit.config.value_rules import rejected_value_error
 from grpokit.errors import ConfigError, GrpokitError
 from grpokit.model.loading import load_model, load_tokenizer, lora_config
+from grpokit.rewards.agent import AgentSetup
 from grpokit.rewards.reward_set import RewardSet
 
 logger = logging.getLogger("grpokit.validate")
 
 TRIAL_MODEL = "builtin:tiny"
+TRIAL_AGENT_MODEL = "builtin:tiny-chat"  # with tools: TRL's Qwen2.5 template, which passes TRL's tool-calling checks
 TRIAL_COMPLETION_TOKENS = 8
 TRIAL_ROW_POOL = 256  # the trial's prompts are the shortest of the first rows
 # What a one-step trial on this machine changes; every other TRL setting is the config's own.
@@ -68,6 +70,7 @@ class TrialStep:
 
     total_steps: int  # optimizer steps the real run trains, as transformers counts them for this dataset
     seconds: float
+    model: str = TRIAL_MODEL  # the built-in model the step ran on
 
 
 def trial_trl_args(config: RunConfig) -> dict[str, Any]:
@@ -79,8 +82,12 @@ def trial_trl_args(config: RunConfig) -> dict[str, Any]:
     return args
 
 
-def run_trial_step(config: RunConfig, train_dataset, reward_set: RewardSet) -> TrialStep:
+def run_trial_step(config: RunConfig, train_dataset, reward_set: RewardSet, agent: AgentSetup | None = None) -> TrialStep:
     """Run one GRPO step as the config would, on `builtin:tiny`; return the real run's step count.
+
+    With `agent` (tools, environments, a rollout function) the step runs TRL's tool loop with them on
+    `builtin:tiny-chat` (its own template: the config's `chat_template:` is checked on the real model's
+    tokenizer by validate). `train_dataset` None: the environment makes the tasks; the run trains max_steps.
 
     Raises:
         ConfigError: TRL, transformers or torch rejected a setting (naming the key and value when the
@@ -90,28 +97,31 @@ def run_trial_step(config: RunConfig, train_dataset, reward_set: RewardSet) -> T
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grpokit-trial-") as output_dir, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = _build_trial_trainer(config, train_dataset, reward_set, output_dir)
+        trainer = _build_trial_trainer(config, train_dataset, reward_set, output_dir, agent)
         total_steps = _total_steps(trainer, config)
         trainer.args.max_steps = 1
-        trainer.train_dataset = _shortest_prompts(train_dataset, trainer.args)
+        if train_dataset is not None:
+            trainer.train_dataset = _shortest_prompts(train_dataset, trainer.args)
         _run(trainer.train, config)
     if total_steps < 1:
         raise ConfigError(
-            f"the run would train {total_steps} optimizer steps on {len(train_dataset)} rows",
+            f"the run would train {total_steps} optimizer steps on {len(trainer.train_dataset)} rows",
             where=config.source,
             fix="set max_steps, or raise num_train_epochs",
         )
-    return TrialStep(total_steps=total_steps, seconds=time.perf_counter() - started)
+    model = TRIAL_AGENT_MODEL if agent is not None and agent.uses_tools else TRIAL_MODEL
+    return TrialStep(total_steps=total_steps, seconds=time.perf_counter() - started, model=model)
 
 
-def _build_trial_trainer(config: RunConfig, train_dataset, reward_set: RewardSet, output_dir: str):
+def _build_trial_trainer(config: RunConfig, train_dataset, reward_set: RewardSet, output_dir: str, agent: AgentSetup | None):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOTrainer
 
     args = build_grpo_config(trial_trl_args(config), output_dir=output_dir, source=config.source)
     options = config.options.model_copy(
         update={
-            "model_id": TRIAL_MODEL,
+            "model_id": TRIAL_AGENT_MODEL if agent is not None and agent.uses_tools else TRIAL_MODEL,
+            "chat_template": None,
             "load_in_4bit": False,
             "dtype": "float32",
             "attn_implementation": None,
@@ -124,11 +134,12 @@ def _build_trial_trainer(config: RunConfig, train_dataset, reward_set: RewardSet
     trainer = _run(
         lambda: GRPOTrainer(
             model=model,
-            reward_funcs=reward_set.funcs,
+            reward_funcs=list(reward_set.funcs),  # a copy: TRL appends the environments' get_reward to its list
             args=args,
             train_dataset=train_dataset,
             processing_class=load_tokenizer(options),
             peft_config=lora_config(options),
+            **(agent.trainer_kwargs() if agent is not None else {}),
         ),
         config,
     )

@@ -15,7 +15,8 @@ from grpokit.commands.trial_step import TrialStep, run_trial_step
 from grpokit.config.schema import RunConfig
 from grpokit.model.generation import completion_token_ids
 from grpokit.model.loading import ResolvedModel, model_context_length, resolve_model
-from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
+from grpokit.pipeline import bound_run_prompts, build_reward_set, check_agent, load_run_data
+from grpokit.rewards.agent import AgentSetup, resolve_agent
 from grpokit.rewards.reward_set import run_rewards_on_rows
 
 DUMMY_COMPLETIONS = ("", "<think>checking</think> <answer>42</answer>")
@@ -40,29 +41,31 @@ def validate(config: RunConfig, *, rows: int = 2, trial_step: bool = True) -> Va
     `trial_step`: also run one GRPO step on the built-in model with the config's settings and rewards.
     """
     reward_set = build_reward_set(config)
+    agent = resolve_agent(config)  # every tool's schema, each environment's reset, the rollout function
     data = load_run_data(config, reward_set)
     model = resolve_model(config.options)
+    check_agent(config, agent, model.tokenizer, data)  # TRL's chat template checks (chat_template: applied); reset's columns
     data, prompt_lengths = bound_run_prompts(
-        config, data, model.tokenizer, model_context=model_context_length(config.options)
+        config, data, model.tokenizer, model_context=model_context_length(config.options), tools=agent.all_tools()
     )
-    sample = [data.train[i] for i in range(min(rows, len(data.train)))]
+    sample = [] if data.train is None else [data.train[i] for i in range(min(rows, len(data.train)))]
     scored = []
     for completion in DUMMY_COMPLETIONS:
         completions = [_as_completion(row["prompt"], completion) for row in sample]
         completion_ids = completion_token_ids(model.tokenizer, completions)  # for rewards counted in tokens
         for row, result in zip(sample, run_rewards_on_rows(reward_set, sample, completions, completion_ids=completion_ids)):
-            scored.append({"row": row.get("grpokit_row"), "completion": completion, **result})
-    trial = run_trial_step(config, data.train, reward_set) if trial_step else None
+            scored.append({"row": row.get("grpokit_row"), "completion": completion, **_with_environment_reward(result, agent, row, config)})
+    trial = run_trial_step(config, data.train, reward_set, agent) if trial_step else None
     return ValidationReport(
         data_description=data.description,
         model=model,
-        reward_names=list(reward_set.names),
-        reward_weights=list(reward_set.weights),
+        reward_names=[*reward_set.names, *agent.environment_rewards],  # TRL adds each get_reward, weight 1
+        reward_weights=[*reward_set.weights, *(1.0 for _ in agent.environment_rewards)],
         reward_rows=scored,
         overrides=config.override_lines,
         prompt_lengths=prompt_lengths,
         trial_step=trial,
-        notes=logging_notes(config.trl_args),
+        notes=logging_notes(config.trl_args) + agent_notes(agent),
     )
 
 
@@ -81,6 +84,26 @@ def logging_notes(trl_args: dict) -> list[str]:
         "logs it); set logging_steps: 1 to see every step"
     )
     return [note]
+
+
+def agent_notes(agent: AgentSetup) -> list[str]:
+    """What the reward table's environment columns mean, and TRL's experimental features the config uses."""
+    notes = [
+        f"{name}: the environment's get_reward() right after reset(), before any tool call; in training it scores "
+        "each rollout's final state (weight 1, TRL's rule)"
+        for name in agent.environment_rewards
+    ]
+    notice = agent.experimental_notice()
+    return notes + ([notice] if notice else [])
+
+
+def _with_environment_reward(result: dict, agent: AgentSetup, row: dict, config: RunConfig) -> dict:
+    """A row's scores with its environment's get_reward() after reset (no tool called), counted in the total."""
+    extra = agent.reset_reward(row, source=config.source)
+    if not extra:
+        return result
+    total = None if result["total"] is None else result["total"] + sum(extra.values())
+    return {**result, "scores": {**result["scores"], **extra}, "total": total}
 
 
 def _as_completion(prompt, text: str):

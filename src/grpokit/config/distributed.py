@@ -223,7 +223,7 @@ def apply_distributed(config: LoadedConfig, *, has_cuda: bool, world_size: int) 
         if setup.kind != "ddp" and not has_cuda:
             overrides.append(
                 Override("distributed", options.distributed, "ddp", "shards the model across GPUs and none was found; "
-                         "plain data parallel on the CPU instead", "option")  # fmt: skip
+                         "plain data parallel on the CPU instead", "option")
             )
     if not has_cuda and world_size > 1:
         config.trl_args.setdefault("use_cpu", True)
@@ -267,7 +267,7 @@ def _carry_accelerate_settings(
     if launch is not None and world_size > 1 and launch.num_processes != world_size:
         overrides.append(
             Override(f"{origin} num_processes", launch.num_processes, world_size, "this job runs that many processes: "
-                     "the launcher's count is used")  # fmt: skip
+                     "the launcher's count is used")
         )
     return overrides
 

@@ -65,13 +65,13 @@ def cpu_fallbacks(options: GrpokitOptions, trl_args: dict[str, Any], explicit_tr
     if trl_args.get("use_liger_kernel"):
         overrides.append(
             Override("use_liger_kernel", True, False, "Liger's kernels are Triton GPU kernels and no CUDA GPU was found; "
-                     "TRL's own loss and layers instead", "trl")  # fmt: skip
+                     "TRL's own loss and layers instead", "trl")
         )
     for key, off in (("fsdp", ""), ("deepspeed", None)):
         if trl_args.get(key):
             overrides.append(
                 Override(key, trl_args[key], off, "shards the model across GPUs and none was found; plain data parallel "
-                         "on the CPU instead", "trl")  # fmt: skip
+                         "on the CPU instead", "trl")
             )
     return overrides + _model_fallbacks(options)
 
@@ -85,7 +85,7 @@ def _model_fallbacks(options: GrpokitOptions) -> list[Override]:
     if problem:
         overrides.append(
             Override(f"load_in_{bits}bit", True, False, f"bitsandbytes cannot quantize on this machine without CUDA: "
-                     f"{problem}; loading the model unquantized instead", "option")  # fmt: skip
+                     f"{problem}; loading the model unquantized instead", "option")
         )
     if options.dtype in ("bfloat16", "float16"):
         overrides.append(Override("dtype", options.dtype, "float32", "training in half precision on a CPU is slow or unsupported", "option"))

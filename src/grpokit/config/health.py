@@ -61,6 +61,18 @@ class RewardHackingOptions(_Section):
     patience: int = Field(3, ge=1, description="Evaluations in a row with eval reward down and training reward up.")
 
 
+class ToolFailuresOptions(_Section):
+    action: Action = Field("warn", description="Many of the agent's tool calls fail (the tool raised, was unknown, or the call was malformed). " + ACTION_HELP)
+    threshold: float = Field(0.5, gt=0, le=1, description="Share of failed tool calls (tools/failure_share) that counts; logs with no call are not read.")
+    patience: int = Field(10, ge=1, description="Logs in a row at or above threshold before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
+
+
+class ToolCallsOptions(_Section):
+    action: Action = Field("warn", description="The policy stops calling its tools after having called them. " + ACTION_HELP)
+    stopped_below: float = Field(0.01, ge=0, lt=1, description="Tool calls per completion (tools/calls_per_completion) at or below this count as none, once an earlier log was above it.")
+    patience: int = Field(10, ge=1, description="Logs in a row at or below stopped_below before the check fires. Left unset, it shrinks to a quarter of a short run's logs (at least 3).")
+
+
 class HangOptions(_Section):
     """`health.hang`: the hang watchdog (see `grpokit.trainer.watchdog`)."""
 
@@ -90,4 +102,6 @@ class HealthOptions(_Section):
     entropy: EntropyOptions = Field(default_factory=EntropyOptions, description="Entropy collapse.")
     kl: KlOptions = Field(default_factory=KlOptions, description="KL blow-up.")
     reward_hacking: RewardHackingOptions = Field(default_factory=RewardHackingOptions, description="Reward hacking.")
+    tool_failures: ToolFailuresOptions = Field(default_factory=ToolFailuresOptions, description="Tool calls failing.")
+    tool_calls: ToolCallsOptions = Field(default_factory=ToolCallsOptions, description="The policy stopping calling its tools.")
     hang: HangOptions = Field(default_factory=HangOptions, description="The hang watchdog.")

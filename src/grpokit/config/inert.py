@@ -30,13 +30,13 @@ def inert_options(options, trl_args: Mapping[str, Any]) -> list[Override]:
         if name in report_to_names(trl_args) and not _tracker_on(options, name):
             overrides.append(
                 Override(f"report_to: {name}", name, INERT, f"grpokit tracks to {name} with its own tracker, "
-                         f"which {keys} turn on; set them to track there")  # fmt: skip
+                         f"which {keys} turn on; set them to track there")
             )
     strategy = str(trl_args.get("hub_strategy", "every_save")).split(".")[-1].lower()
     if trl_args.get("push_to_hub") and strategy != "end":
         overrides.append(
             Override("hub_strategy", strategy, INERT, "grpokit pushes the final (merged, if merge_weights) model once, "
-                     "when training ends; checkpoints are not pushed")  # fmt: skip
+                     "when training ends; checkpoints are not pushed")
         )
     return overrides
 

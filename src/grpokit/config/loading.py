@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from grpokit.config.agents import check_agent_keys, resolve_chat_template
 from grpokit.config.distributed import (
     DistributedSetup,
     apply_distributed,
@@ -48,7 +49,7 @@ from grpokit.config.old_fields import old_release_key_error
 from grpokit.config.overrides import Override, apply_to_trl_args, changed_options, lines
 from grpokit.config.packages import check_packages
 from grpokit.config.rewards import reward_model_trust_overrides, run_reward_specs
-from grpokit.config.schema import GrpokitOptions, RunConfig
+from grpokit.config.schema import TRAINING_DATA_SOURCES, GrpokitOptions, RunConfig
 from grpokit.config.trl_cli import refused_parser_key, trl_cli_keys
 from grpokit.config.trl_fields import (
     GRPOKIT_TRL_DEFAULTS,
@@ -284,8 +285,13 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     theirs = check_trl_values(foreign.theirs, source)  # the first step that imports TRL
     trl_args = foreign.trl_args(GRPOKIT_TRL_DEFAULTS, theirs)
     reward_specs = run_reward_specs(
-        options.rewards, options.reward_model_name_or_path, reward_weights=trl_args.pop("reward_weights", None), source=source
+        options.rewards,
+        options.reward_model_name_or_path,
+        reward_weights=trl_args.pop("reward_weights", None),
+        source=source,
+        has_environment=options.environment is not None,
     )
+    options = _resolve_agent_keys(options, trl_args, file.base_dir, source)
     loaded_trl_args = dict(trl_args)
     has_cuda = _cuda_available() if cuda_available is None else cuda_available
     config = _Resolving(
@@ -331,6 +337,17 @@ def resolve_config(file: ConfigFile, *, cuda_available: bool | None = None, worl
     )
     check_optimizer_and_schedule(grpo_config, trl_args, source)
     return replace(resolved, grpo_config=grpo_config)
+
+
+def _resolve_agent_keys(options: GrpokitOptions, trl_args: Mapping[str, Any], base_dir: Path, source: str) -> GrpokitOptions:
+    """The agent keys' rules between fields; `chat_template:` made an absolute file path (read by `load_tokenizer`)."""
+    has_dataset = any(getattr(options, name) is not None for name in TRAINING_DATA_SOURCES)
+    check_agent_keys(
+        options, trl_args, has_dataset=has_dataset, dynamic_sampling=options.dynamic_sampling.enabled, source=source
+    )
+    if options.chat_template is None:
+        return options
+    return options.model_copy(update={"chat_template": resolve_chat_template(options.chat_template, base_dir, source)})
 
 
 def load_config(

@@ -60,8 +60,12 @@ def run_reward_specs(
     *,
     reward_weights: list[float] | None = None,
     source: str,
+    has_environment: bool = False,
 ) -> tuple[RewardSpec, ...]:
     """The run's rewards: the `rewards:` list (default: rouge_l, length, format), and `reward_model_name_or_path`.
+
+    With an `environment:` and no `rewards:` list there is no default: the environment's `get_reward()`
+    scores the rollouts (TRL adds it, weight 1; `grpokit.rewards.agent` checks that it exists).
 
     `reward_model_name_or_path` without a `rewards:` list scores with the reward model alone, as the
     AWS sample's accelerate variant (`grpo_advanced.py`) and `trl grpo` do; with a list, it is added
@@ -72,7 +76,7 @@ def run_reward_specs(
         ConfigError: `rewards:` is an empty list; `reward_weights` has not one weight per reward, or is
             given together with a reward's own `weight:`.
     """
-    if rewards is None and reward_model_name_or_path:  # the reward model alone
+    if rewards is None and (reward_model_name_or_path or has_environment):  # the reward model / environment alone
         specs: list[RewardSpec] = []
     else:
         specs = list(rewards) if rewards is not None else default_reward_specs()

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from grpokit.config.agents import AgentOptions
 from grpokit.config.distributed import DistributedSetup
 from grpokit.config.dynamic_sampling import DynamicSamplingOptions
 from grpokit.config.health import HealthOptions
@@ -41,8 +42,12 @@ CHECKPOINTS_DIR = "checkpoints"  # checkpoint_dir's default, under output_dir
 TRAINING_DATA_SOURCES = ("train_dataset_path", "load_dataset", "dataset_mixture")  # a config names exactly one
 
 
-class GrpokitOptions(BaseModel):
-    """grpokit's own options. Every other top-level key must be a field of TRL's GRPOConfig."""
+class GrpokitOptions(AgentOptions):
+    """grpokit's own options. Every other top-level key must be a field of TRL's GRPOConfig.
+
+    The agent keys (`tools`, `environment`, `environment_args`, `rollout_func`, `chat_template`) come from
+    `grpokit.config.agents.AgentOptions`.
+    """
 
     # Frozen: the options are resolved once; what the load changes (CPU fallbacks, ...) makes a new copy
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -126,7 +131,9 @@ class GrpokitOptions(BaseModel):
     )
     # Rewards
     rewards: list[RewardSpec] | None = Field(
-        None, description="Reward functions with weights and parameters. None: rouge_l, length and format."
+        None,
+        description="Reward functions with weights and parameters. None: rouge_l, length and format; with an "
+        "environment:, only the environment's get_reward().",
     )
     dynamic_sampling: DynamicSamplingOptions = Field(
         default_factory=DynamicSamplingOptions,
@@ -198,10 +205,10 @@ class GrpokitOptions(BaseModel):
     @model_validator(mode="after")
     def _one_training_dataset(self) -> GrpokitOptions:
         sources = [name for name in TRAINING_DATA_SOURCES if getattr(self, name) is not None]
-        if not sources:
+        if not sources and self.environment is None:  # an environment may make its own tasks
             raise ValueError(
                 "no training data: set train_dataset_path (a local file or directory), load_dataset (TRL: dataset_name) "
-                "or dataset_mixture (TRL: datasets)"
+                "or dataset_mixture (TRL: datasets); or an environment: that makes its own tasks"
             )
         if len(sources) > 1:
             raise ValueError(f"set one source of training data, not {' and '.join(sources)}")

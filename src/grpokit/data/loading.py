@@ -17,7 +17,7 @@ from grpokit.data.readers import format_label, read_source
 class LoadedData:
     """The prepared datasets for a run, and one line saying what was loaded."""
 
-    train: datasets.Dataset
+    train: datasets.Dataset | None  # None only when an environment makes its own tasks (TRL's placeholder rows)
     test: datasets.Dataset | None
     description: str  # "train: 1,000 rows from data/train.jsonl (jsonl)"
 

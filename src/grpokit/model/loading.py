@@ -82,7 +82,10 @@ def _load_error(options: GrpokitOptions, what: str, error: Exception) -> ConfigE
 
 
 def load_tokenizer(options: GrpokitOptions):
-    """Load the tokenizer; give it a pad token (its EOS) when it has none, as GRPO batches need padding."""
+    """Load the tokenizer; give it a pad token (its EOS) when it has none, as GRPO batches need padding.
+
+    A `chat_template:` (a file path once the config is loaded) replaces the tokenizer's own template.
+    """
     from transformers import AutoTokenizer
 
     try:
@@ -91,6 +94,8 @@ def load_tokenizer(options: GrpokitOptions):
         raise _load_error(options, "tokenizer", error) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if options.chat_template is not None:
+        tokenizer.chat_template = Path(options.chat_template).read_text(encoding="utf-8")
     return tokenizer
 
 

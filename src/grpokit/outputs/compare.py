@@ -92,6 +92,8 @@ def render_compare(runs: list[RunRecord], png: bytes | None) -> str:
     labels = run_labels(runs)
     summaries = [run_summary(run) for run in runs]
     checks = [health_rows(run) for run in runs]
+    if len({len(rows) for rows in checks}) > 1:  # some runs used tools: every run lists the agent's checks, row for row
+        checks = [health_rows(run, agent_checks=True) for run in runs]
     prompt_rows = common_prompt_rows(runs)
     return environment.get_template(COMPARE_TEMPLATE_FILE).render(
         labels=labels,
@@ -100,7 +102,7 @@ def render_compare(runs: list[RunRecord], png: bytes | None) -> str:
         verdicts=[health_verdict(rows, health_findings(run.metrics, run.config)) for rows, run in zip(checks, runs)],
         check_names=[row.name for row in checks[0]],
         checks=checks,
-        summary_keys=list(summaries[0]),
+        summary_keys=[key for key in summaries[0] if any(summary[key] is not None for summary in summaries)],
         summaries=summaries,
         plot=encoded(png),
         config_rows=config_diff([run.config for run in runs]),

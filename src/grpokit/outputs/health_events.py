@@ -37,6 +37,8 @@ CHECKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("entropy", "token entropy collapsing", ("entropy",)),
     ("kl", "KL to the reference model blowing up (beta > 0)", ("kl",)),
     ("reward_hacking", "training reward rising while eval reward falls", ("eval_reward",)),
+    ("tool_failures", "the agent's tool calls failing", ("tools/failure_share",)),
+    ("tool_calls", "the policy no longer calling its tools", ("tools/calls_per_completion",)),
     ("hang", "no step completing in time (the hang watchdog)", ("step_time",)),
 )
 CHECK_NAMES = tuple(name for name, _, _ in CHECKS)

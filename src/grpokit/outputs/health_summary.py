@@ -10,6 +10,8 @@ stopped) run at once and says what held over the run:
 | `truncation` | every completion was cut at `max_completion_length`, or on average at least `TRUNCATED_SHARE` of them |
 | `zero_spread` | on average at least `ZERO_SPREAD_SHARE` of the groups had the same reward for every completion |
 | `unfinished` | the last logged step is before `max_steps`: the run was stopped (a signal, a health check, a crash) |
+| `tool_failures` | on average at least `TOOL_FAILURE_SHARE` of the tool calls failed (over the logs with a call) |
+| `tool_calls` | the policy called its tools, then made none in the last quarter of the logs (at least `STOPPED_LOGS`); or never called one |
 
 `health_findings(metrics, config)` is pure (rows in, findings out); the report puts them at the top of its
 health section and `grpokit train` prints them at the end of every run, with the verdict of
@@ -27,17 +29,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from grpokit.outputs.tool_metrics import CALLS_PER_COMPLETION, FAILURE_SHARE
+
 ZERO_SPREAD_SHARE = 0.5  # mean share of zero-spread groups over the run that is worth a warning: most groups taught nothing
 TRUNCATED_SHARE = 0.5  # mean share of cut completions over the run that is worth a warning
 ZERO_GRAD_NORM = 1e-12  # below this, a gradient norm is zero (float32 noise stays far above it)
 DYNAMIC_SAMPLING_SHARE = "dynamic_sampling/zero_spread_share"  # the share before dynamic sampling dropped groups
+TOOL_FAILURE_SHARE = 0.5  # mean share of failed tool calls over the run that is worth a warning
+NO_CALLS = 0.01  # tool calls per completion at or below this: none (the default of health.tool_calls.stopped_below)
+STOPPED_LOGS = 3  # the fewest last logs without a call that say the policy stopped calling
 
 
 @dataclass(frozen=True)
 class Finding:
     """One thing that held over the whole run: which, in one line, and what to do about it."""
 
-    name: str  # nothing_learned | truncation | zero_spread | unfinished
+    name: str  # nothing_learned | truncation | zero_spread | tool_failures | tool_calls | unfinished
     text: str
     fix: str
     value: float | None = None  # the share or norm behind it
@@ -116,11 +123,58 @@ def _zero_spread(metrics: Sequence[dict[str, Any]]) -> Finding | None:
     )
 
 
+def _tool_failures(metrics: Sequence[dict[str, Any]]) -> Finding | None:
+    shares = _values(metrics, FAILURE_SHARE)  # logged only for steps with a call
+    if not shares:
+        return None
+    mean = math.fsum(shares) / len(shares)
+    if mean < TOOL_FAILURE_SHARE:
+        return None
+    return Finding(
+        "tool_failures",
+        f"{mean:.0%} of the tool calls failed, on average over the steps that made one",
+        "read the tool calls and results in the sample completions: make the tools accept the arguments the model "
+        "sends or return an error it can act on; the tools' docstrings are the schema the model sees",
+        mean,
+    )
+
+
+def _tool_calls(metrics: Sequence[dict[str, Any]]) -> Finding | None:
+    calls = _values(metrics, CALLS_PER_COMPLETION)
+    if not calls:
+        return None
+    if max(calls) <= NO_CALLS:
+        return Finding(
+            "tool_calls",
+            f"no completion called a tool on {_every_step(len(calls), metrics)}",
+            "run grpokit validate (the chat template must support tool calling), check the tools' docstrings and "
+            "say in the prompt or system prompt that tools are there to be used",
+            max(calls),
+        )
+    without = next((count for count, value in enumerate(reversed(calls)) if value > NO_CALLS), len(calls))
+    if without < max(STOPPED_LOGS, len(calls) // 4):
+        return None
+    return Finding(
+        "tool_calls",
+        f"the policy stopped calling its tools: none in the last {without} logs, after up to {max(calls):.2f} calls per completion",
+        "reward the answers a tool call makes right (the rewards may pay as much without the tool), lower "
+        "learning_rate, and read the sample completions",
+        0.0,
+    )
+
+
 def health_findings(metrics: Sequence[dict[str, Any]], config: dict[str, Any] | None) -> list[Finding]:
     """What held over the logged training rows of a run (`metrics.jsonl` without its eval lines).
 
     `config` is the resolved config as saved (`grpokit_config.yaml`; None when absent): it names
     `max_completion_length`. Returns the findings, most serious first; [] for a run with no rows.
     """
-    found = [_unfinished(metrics, config), _nothing_learned(metrics), _truncation(metrics, config), _zero_spread(metrics)]
+    found = [
+        _unfinished(metrics, config),
+        _nothing_learned(metrics),
+        _truncation(metrics, config),
+        _zero_spread(metrics),
+        _tool_failures(metrics),
+        _tool_calls(metrics),
+    ]
     return [finding for finding in found if finding is not None]

@@ -15,7 +15,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from grpokit.outputs.conversation import MESSAGES_KEY
 from grpokit.outputs.files import atomic_write_text
+from grpokit.outputs.tool_metrics import readable_tool_metrics
 from grpokit.outputs.tracking.callback import trl_recent_completions
 
 
@@ -40,11 +42,22 @@ def truncate_jsonl_after(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
+class ToolMetricNamesCallback(TrainerCallback):
+    """Renames TRL's tool metrics in each log (`grpokit.outputs.tool_metrics`): first among the run's
+    callbacks, so the health checks, metrics.jsonl and every tracker read `tools/calls_per_completion`
+    and `tools/failure_share`."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            readable_tool_metrics(logs)
+
+
 class MetricsJsonlCallback(TrainerCallback):
     """Append one JSON object per logged training step to `metrics.jsonl`.
 
     Each line holds `step`, `epoch`, `step_time` (seconds per optimizer step since the previous line),
-    and everything TRL logged (`reward`, `rewards/<name>/mean`, `loss`, `completions/mean_length`, ...),
+    and everything TRL logged (`reward`, `rewards/<name>/mean`, `loss`, `completions/mean_length`, ...;
+    its tool metrics as `tools/calls_per_completion` and `tools/failure_share`),
     plus `rewards/<name>/failures` for rewards configured `on_error: zero`. On resume, lines past the
     resumed step are dropped so the file never holds a step twice.
     """
@@ -84,7 +97,8 @@ class SampleCompletionsCallback(TrainerCallback):
     """Record a few of TRL's latest completions to `sample_completions.jsonl` for the report.
 
     At the first logged step, every `every` steps and at the end, up to `per_step` rows of
-    `{"step", "prompt", "completion", "reward"}` (the weighted total, as TRL computes it) are appended.
+    `{"step", "prompt", "completion", "reward"}` (the weighted total, as TRL computes it) are appended;
+    a chat completion also as `messages`, its message list (assistant turns, tool calls, tool results).
     """
 
     def __init__(self, trainer, path: str | Path, *, weights: dict[str, float], every: int, per_step: int = 8) -> None:
@@ -99,13 +113,15 @@ class SampleCompletionsCallback(TrainerCallback):
         if step in self._recorded_steps:
             return
         self._recorded_steps.add(step)
-        rows = trl_recent_completions(self.trainer)[: self.per_step]
+        rows = trl_recent_completions(self.trainer, keep_messages=True)[: self.per_step]
         with self.path.open("a", encoding="utf-8") as handle:
             for row in rows:
                 scores = [(row.get(f"rewards/{name}"), weight) for name, weight in self.weights.items()]
                 present = [score * weight for score, weight in scores if score is not None]
                 total = sum(present) if present else None
                 record = {"step": step, "prompt": row["prompt"], "completion": row["completion"], "reward": total}
+                if MESSAGES_KEY in row:
+                    record[MESSAGES_KEY] = row[MESSAGES_KEY]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from grpokit.formatting import fmt
+from grpokit.outputs.conversation import MESSAGES_KEY, conversation_turns, is_conversation
 from grpokit.outputs.files import (
     CONFIG_FILE,
     DYNAMICS_PLOT_FILE,
@@ -175,9 +176,11 @@ def report_template() -> str:
     return resources.files("grpokit.outputs").joinpath(REPORT_TEMPLATE_FILE).read_text(encoding="utf-8")
 
 
+CONVERSATION_TEMPLATE_FILE = "conversation.html"  # package data: one completion drawn turn by turn
 CELL_TEMPLATE = (
     '{% if record is none %}<td class="muted">-</td><td></td>'
-    "{% else %}<td>{% if record.completion %}<code>{{ record.completion }}</code>"
+    '{% else %}<td>{% if turns %}{% include "' + CONVERSATION_TEMPLATE_FILE + '" %}'
+    "{% elif record.completion %}<code>{{ record.completion }}</code>"
     '{% else %}<span class="muted">(empty)</span>{% endif %}</td>'
     '<td class="num {{ css }}">{{ fmt(record.reward) }}</td>{% endif %}'
 )
@@ -193,7 +196,11 @@ def jinja_environment():
 
 
 def completion_cell(environment):
-    """A function that renders one completion and its reward as two table cells (`-` when not recorded)."""
+    """A function that renders one completion and its reward as two table cells (`-` when not recorded).
+
+    A record with `messages` (the completion as chat messages) is drawn as a conversation, turn by turn
+    (`conversation.html`); any other as its `completion` text.
+    """
     from markupsafe import Markup
 
     cell_template = environment.from_string(CELL_TEMPLATE)
@@ -201,7 +208,9 @@ def completion_cell(environment):
     def cell(record: dict[str, Any] | None):
         reward = _number(record.get("reward")) if record else None
         css = "" if reward is None else ("ok" if reward > 0 else "bad")
-        return Markup(cell_template.render(record=record, fmt=fmt, css=css))
+        messages = record.get(MESSAGES_KEY) if record else None
+        turns = conversation_turns(messages) if is_conversation(messages) else None
+        return Markup(cell_template.render(record=record, fmt=fmt, css=css, turns=turns))
 
     return cell
 

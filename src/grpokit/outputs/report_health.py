@@ -22,7 +22,9 @@ from grpokit.outputs.run_record import RunRecord
 NOT_CHECKED_REASONS = {
     "kl": "kl is logged only when beta > 0",
     "reward_hacking": "no eval_reward logged (needs test_dataset_path and an eval_strategy)",
+    "tool_failures": "no tool call was made",
 }
+AGENT_CHECKS = ("tool_failures", "tool_calls")  # listed only for runs that logged tool metrics
 RESUMED = ", resumed after"  # a tripped check the run was resumed past (with the cause fixed, or the check set to warn)
 CSS_CLASS = {"ok": "ok", WARNED: "warn", TRIPPED: "bad", "not checked": "muted", "off": "muted"}
 
@@ -63,8 +65,12 @@ def check_action(config: dict[str, Any] | None, name: str) -> str:
     return str(section.get("action")) if isinstance(section, dict) and section.get("action") else "-"
 
 
-def health_rows(run: RunRecord) -> list[CheckRow]:
-    """Every check's status over the run, in the order of `grpokit.outputs.health_events.CHECKS`."""
+def health_rows(run: RunRecord, *, agent_checks: bool = False) -> list[CheckRow]:
+    """Every check's status over the run, in the order of `grpokit.outputs.health_events.CHECKS`.
+
+    The agent's checks (`AGENT_CHECKS`) are left out of a run they never read anything in (a run without
+    tools), unless `agent_checks` (the compare view lines every run's rows up).
+    """
     logged = {key for line in run.metrics for key in line if key.startswith(STATUS_KEY_PREFIX)}
     last_step = max((int(line.get("step", 0)) for line in run.metrics), default=0)
     rows = []
@@ -72,6 +78,8 @@ def health_rows(run: RunRecord) -> list[CheckRow]:
         events = [event for event in run.health_events if event.check == name]
         action = check_action(run.config, name)
         status, at, detail = _status(name, events, action, ran=_ran(run, name, action, logged), last_step=last_step)
+        if name in AGENT_CHECKS and status == "not checked" and not agent_checks:
+            continue  # a run without tools: rows that could never apply are left out
         stopped = any(event.status == TRIPPED and event.step >= last_step for event in events)
         rows.append(CheckRow(name, watches, action, status, at, detail, CSS_CLASS[status], stopped))
     return rows

@@ -4,7 +4,7 @@
   mean when there are several) and, when logged, the held-out accuracy per evaluation;
 - `plot_panels(runs, panels)` -> `dynamics.png` (and the compare view's figure): one small panel per
   quantity the run logged, from `metrics.jsonl`: each reward, completion length and the truncated
-  share, the zero-spread share, KL, entropy, clip ratio, learning rate, grad norm, loss, step time,
+  share, the zero-spread share, tool calls per completion and the tool failure share, KL, entropy, clip ratio, learning rate, grad norm, loss, step time,
   tokens/s, and `dynamic_sampling/*` when logged. Health events are vertical lines on the panel of
   the metric their check reads (orange: warned, red: tripped); the thresholds of the health checks are
   dashed lines. With several runs (the compare view), each panel overlays the runs' main line.
@@ -19,6 +19,7 @@ from typing import Any
 
 from grpokit.outputs.health_events import TRIPPED, WARNED, HealthEvent
 from grpokit.outputs.run_record import RunRecord, keys_matching, reward_names, series, tokens_per_second
+from grpokit.outputs.tool_metrics import CALLS_PER_COMPLETION, EVAL_PREFIX, FAILURE_SHARE
 
 ACCURACY_KEY = "heldout_accuracy"
 SMOOTHING_WINDOW = 10  # steps in the moving average drawn over noisy per-step values
@@ -88,6 +89,10 @@ def dynamics_panels(metric_sets: list[list[dict[str, Any]]], config: dict[str, A
         _share_panel("truncated share (cut at the limit)", (("completions/clipped_ratio", "truncated"),), config, "truncation"),
         _share_panel("zero-spread share (groups)", (("frac_reward_zero_std", "total"),
                      *((f"rewards/{name}/frac_zero_std", name) for name in names if len(names) > 1)), config, "zero_spread"),
+        Panel("tool calls per completion", ((CALLS_PER_COMPLETION, "train"), (EVAL_PREFIX + CALLS_PER_COMPLETION, "eval")),
+              references=_reference(config, "tool_calls", "stopped_below"), checks=("tool_calls",)),
+        _share_panel("tool failure share (of calls)", ((FAILURE_SHARE, "train"), (EVAL_PREFIX + FAILURE_SHARE, "eval")),
+                     config, "tool_failures"),
         Panel("KL to the reference", (("kl", "kl"),), references=_reference(config, "kl"), checks=("kl",)),
         Panel("entropy (nats / token)", (("entropy", "entropy"),), checks=("entropy",)),
         Panel("clip ratio", (("clip_ratio/region_mean", "region"), ("clip_ratio/low_mean", "low"), ("clip_ratio/high_mean", "high"))),
@@ -104,9 +109,9 @@ def dynamics_panels(metric_sets: list[list[dict[str, Any]]], config: dict[str, A
     return [panel for panel in candidates if any(points(metrics, panel.lines[0][0]) for metrics in metric_sets)]
 
 
-def _reference(config: dict[str, Any] | None, check: str) -> tuple[tuple[str, float], ...]:
-    threshold = _health_setting(config, check, "threshold")
-    return ((f"health.{check}.threshold", threshold),) if threshold is not None else ()
+def _reference(config: dict[str, Any] | None, check: str, key: str = "threshold") -> tuple[tuple[str, float], ...]:
+    threshold = _health_setting(config, check, key)
+    return ((f"health.{check}.{key}", threshold),) if threshold is not None else ()
 
 
 def _share_panel(title: str, lines, config, check: str) -> Panel:

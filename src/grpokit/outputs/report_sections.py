@@ -10,7 +10,8 @@ shared by the report and the compare view:
   against the schema, TRL's fields against the installed TRL, as the run recorded them), then the rest;
 - `override_rows`: the config's values the run did not use as written, and why (`run_info.json`'s
   `overrides`: changed for the machine or launch, or acting on nothing);
-- `eval_rows`: `grpokit eval` results, when `eval/eval.json` is in the run's directory.
+- `eval_section`: `grpokit eval` results, when `eval/eval.json` is in the run's directory (with tools,
+  one sample conversation from `eval/eval_samples.jsonl`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from grpokit.formatting import duration, fmt
-from grpokit.outputs.files import EVAL_DIR, EVAL_FILE
+from grpokit.outputs.conversation import Turn, conversation_turns, has_tool_messages
+from grpokit.outputs.files import EVAL_DIR, EVAL_FILE, EVAL_SAMPLES_FILE
 from grpokit.outputs.report_plots import ACCURACY_KEY
 from grpokit.outputs.run_record import RunRecord, number, series, tokens_per_second
+from grpokit.outputs.tool_metrics import CALLS_PER_COMPLETION, FAILURE_SHARE
 
 SUMMARY_WINDOW = 10  # logged steps averaged for the start and end reward
 
@@ -34,6 +37,8 @@ SUMMARY_NAMES: dict[str, tuple[str, str]] = {
     "accuracy_before": ("held-out accuracy before training", "share"),
     "accuracy_after": ("held-out accuracy after training", "share"),
     "accuracy_gain": ("held-out accuracy gain", "points"),
+    "tool_call_rate_before": ("held-out tool-call rate before training", "share"),
+    "tool_call_rate_after": ("held-out tool-call rate after training", "share"),
     "heldout_problems": ("held-out problems", "count"),
     # grpokit demo --task aws-sample: the sample's format reward and ROUGE-L precision, greedy then sampled
     "format_before": ("held-out format reward before training (greedy)", "number"),
@@ -47,12 +52,13 @@ SUMMARY_NAMES: dict[str, tuple[str, str]] = {
     "heldout_prompts": ("held-out prompts", "count"),
     "samples_per_prompt": ("sampled completions per held-out prompt", "count"),
     "sample_temperature": ("their temperature", "number"),
-    "train_cpu_seconds": ("training CPU time (the GRPO steps)", "seconds"),
     "load_average_start": ("machine load average before training (1 min)", "number"),
     "load_average_end": ("machine load average after training (1 min)", "number"),
     "torch_threads": ("torch threads", "count"),
     "steps": ("training steps", "count"),
     "train_seconds": ("training time (the GRPO steps)", "seconds"),
+    "train_cpu_seconds": ("training CPU time (the GRPO steps, this process)", "seconds"),
+    "threads": ("torch threads", "count"),
     "heldout_eval_seconds": ("held-out evaluation time", "seconds"),
     "total_seconds": ("total time", "seconds"),
     "reward_first": ("reward at the first step", "number"),
@@ -111,6 +117,8 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "tokens / s (median)": statistics.median(throughput) if throughput else None,
         "held-out accuracy, first": accuracy[0][1] if accuracy else None,
         "held-out accuracy, last": accuracy[-1][1] if accuracy else None,
+        f"tool calls per completion, last {SUMMARY_WINDOW} steps": _mean([value for _, value in series(run.metrics, CALLS_PER_COMPLETION)][-SUMMARY_WINDOW:]),
+        f"tool failure share, last {SUMMARY_WINDOW} steps": _mean([value for _, value in series(run.metrics, FAILURE_SHARE)][-SUMMARY_WINDOW:]),
     }
 
 
@@ -144,6 +152,8 @@ def summary_rows(run: RunRecord) -> list[Row]:
         Row(f"reward, mean of the last {SUMMARY_WINDOW} logged steps", shown(figures[f"reward, last {SUMMARY_WINDOW} steps"])),
         Row("time per step (median)", shown(figures["seconds / step (median)"], "number") + " s"),
         Row("tokens per second (median)", shown(figures["tokens / s (median)"], "count")),
+        Row(f"tool calls per completion, mean of the last {SUMMARY_WINDOW} logged steps", shown(figures[f"tool calls per completion, last {SUMMARY_WINDOW} steps"])),
+        Row(f"tool failure share, mean of the last {SUMMARY_WINDOW} logged steps with a call", shown(figures[f"tool failure share, last {SUMMARY_WINDOW} steps"], "share")),
     ]
     return [row for row in rows if not row.value.startswith("-")]
 
@@ -253,6 +263,8 @@ class EvalSection:
     title: str
     columns: list[str]  # "", the model, and with --compare the base and the difference
     rows: list[list[str]]
+    turns: list[Turn] | None = None  # with tools: the first sample that called one, turn by turn
+    turns_from: str = ""  # which sample that is
 
 
 def eval_section(output_dir: Path) -> EvalSection | None:
@@ -286,4 +298,24 @@ def eval_section(output_dir: Path) -> EvalSection | None:
         + ("greedy" if samples == 1 else f"{samples} samples each")
     )
     columns = ["", "this model"] + ([f"base ({base.get('model')})", "difference"] if compare else [])
-    return EvalSection(path, title, columns, rows)
+    sample = _first_tool_sample(path.parent / EVAL_SAMPLES_FILE)
+    if sample is None:
+        return EvalSection(path, title, columns, rows)
+    turns_from = f"{sample.get('model')}, row {sample.get('row')}, reward total {shown(sample.get('total'))}"
+    return EvalSection(path, title, columns, rows, conversation_turns(sample["completion"]), turns_from)
+
+
+def _first_tool_sample(path: Path) -> dict[str, Any] | None:
+    """The first sample of `eval_samples.jsonl` whose completion made a tool call; None without one (or the file)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(sample, dict) and has_tool_messages(sample.get("completion")):
+            return sample
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import numbers
@@ -49,16 +50,24 @@ class GuardedReward:
         return [self._checked_score(score, batch, i) for i, score in enumerate(scores)]
 
     def _score_one_by_one(self, batch: _Batch, batch_error: Exception) -> list[float | None]:
-        scores = []
+        outcomes = []
         for i in range(batch.size):
             try:
-                item_scores = self.reward(**batch.item_kwargs(i))
+                outcomes.append(self.reward(**batch.item_kwargs(i)))
             except GrpokitError:
                 raise
             except Exception as error:  # noqa: BLE001 -- raised with context or counted by _fail
-                scores.append(self._fail(batch, i, error))
-                continue
-            scores.append(self._checked_score(self._as_list(item_scores, 1)[0], batch, i))
+                outcomes.append(error)
+        return self._item_scores(batch, batch_error, outcomes)
+
+    def _item_scores(self, batch: _Batch, batch_error: Exception, outcomes: list[Any]) -> list[float | None]:
+        """The scores of a batch re-run item by item: `outcomes` holds each item's scores, or what it raised."""
+        scores = []
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, Exception):
+                scores.append(self._fail(batch, i, outcome))
+            else:
+                scores.append(self._checked_score(self._as_list(outcome, 1)[0], batch, i))
         if self.on_error == "raise":
             # _fail raised for any failing item, so every item passes alone: only whole batches fail.
             raise RunError(
@@ -107,6 +116,44 @@ class GuardedReward:
                 fix="a reward returns a list with one float (or None) per completion",
             )
         return list(scores)
+
+
+class AsyncGuardedReward(GuardedReward):
+    """`GuardedReward` around an async reward: TRL awaits it on its event loop, concurrently with the other async ones.
+
+    The same policy: a failing batch is re-run item by item (awaited one after another), then `raise`
+    or `zero` as for a sync reward, with the same failure counts.
+    """
+
+    async def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        rows = kwargs.pop(ROW_COLUMN, None)
+        batch = _Batch(prompts, completions, kwargs, rows)
+        try:
+            scores = await self.reward(prompts=prompts, completions=completions, **kwargs)
+        except GrpokitError:
+            raise
+        except Exception as batch_error:  # noqa: BLE001 -- any failure is re-run item by item, then reported
+            outcomes = []
+            for i in range(batch.size):
+                try:
+                    outcomes.append(await self.reward(**batch.item_kwargs(i)))
+                except GrpokitError:
+                    raise
+                except Exception as error:  # noqa: BLE001 -- raised with context or counted by _fail
+                    outcomes.append(error)
+            return self._item_scores(batch, batch_error, outcomes)
+        scores = self._as_list(scores, batch.size)
+        return [self._checked_score(score, batch, i) for i, score in enumerate(scores)]
+
+
+def guard_reward(reward: RewardFunc, name: str, on_error: OnError) -> GuardedReward:
+    """`reward` wrapped in its error policy: an `AsyncGuardedReward` when calling it returns a coroutine."""
+    return AsyncGuardedReward(reward, name, on_error) if is_async_reward(reward) else GuardedReward(reward, name, on_error)
+
+
+def is_async_reward(reward: Any) -> bool:
+    """Whether calling `reward` returns a coroutine (a coroutine function, or an instance with an async `__call__`)."""
+    return inspect.iscoroutinefunction(reward) or inspect.iscoroutinefunction(getattr(type(reward), "__call__", None))  # noqa: B004 -- the class's own __call__, not whether the instance is callable
 
 
 def _no_op(*args: Any, **kwargs: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from typing import Any
 from grpokit.config.rewards import RewardSpec
 from grpokit.errors import DataError, RewardConfigError
 from grpokit.rewards.common import ROW_COLUMN
-from grpokit.rewards.policy import GuardedReward
+from grpokit.rewards.policy import GuardedReward, guard_reward
 from grpokit.rewards.registry import resolve_reward
 
 
@@ -55,7 +57,7 @@ def build_rewards(specs: Sequence[RewardSpec], *, base_dir: Path | None = None) 
             where = f"rewards[{index}] (name: {spec.name})" + (f"; {error.where}" if error.where else "")
             raise RewardConfigError(error.what, where=where, fix=error.fix) from error.__cause__
         name = _unique_name(reward.__name__, [func.__name__ for func in funcs])
-        funcs.append(GuardedReward(reward, name, spec.on_error))
+        funcs.append(guard_reward(reward, name, spec.on_error))
         for column in reward.required_columns:
             required.setdefault(column, set()).add(name)
     return RewardSet(
@@ -104,7 +106,7 @@ def run_rewards_on_rows(
     extras = {} if completion_ids is None else {"completion_ids": completion_ids}
     prompts = [row["prompt"] for row in rows]
     per_reward = [
-        func(prompts=prompts, completions=completions, **columns, **extras) for func in reward_set.funcs
+        _awaited(func(prompts=prompts, completions=completions, **columns, **extras)) for func in reward_set.funcs
     ]
     results = []
     for i in range(len(rows)):
@@ -113,6 +115,11 @@ def run_rewards_on_rows(
             {"scores": scores, "total": _weighted_total(list(scores.values()), reward_set.weights)}
         )
     return results
+
+
+def _awaited(result: Any) -> Any:
+    """An async reward's scores (run to completion here, outside TRL's event loop), or a sync one's as they are."""
+    return asyncio.run(result) if inspect.iscoroutine(result) else result
 
 
 def _weighted_total(scores: list[float | None], weights: list[float]) -> float | None:

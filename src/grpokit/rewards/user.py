@@ -1,4 +1,8 @@
-"""User rewards: a function named by dotted path (`my_pkg.rewards:fn`) or file path (`./rewards.py:fn`)."""
+"""User rewards: a function named by dotted path (`my_pkg.rewards:fn`) or file path (`./rewards.py:fn`).
+
+`import_user_object` is the one way grpokit imports user code named in a config: rewards here, and the
+agent keys' tools, environments and rollout functions (`grpokit.rewards.agent`).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from grpokit.errors import RewardConfigError
+from grpokit.errors import GrpokitError, RewardConfigError
 from grpokit.rewards.common import TRL_REWARD_KWARGS, RewardFunc, check_parameter_names
 
 _FORMAT_FIX = (
-    "name a user reward as 'package.module:function', 'package.module.function' or "
+    "name a user {kind} as 'package.module:function', 'package.module.function' or "
     "'path/to/file.py:function' (relative paths start at the config file's directory)"
 )
 
@@ -30,21 +34,40 @@ def looks_like_user_path(name: str) -> bool:
 def load_user_reward(path: str, params: dict[str, Any], *, base_dir: Path | None = None) -> RewardFunc:
     """Import the function `path` names and bind `params` to it as keyword arguments.
 
-    Each key of `params` must be a named parameter of the function. The function must accept
+    The function may be async (TRL awaits it concurrently with the other async rewards). Each key of
+    `params` must be a named parameter of the function. The function must accept
     `**kwargs`, because GRPOTrainer passes every dataset column and its own extras to every reward.
     Its `required_columns` are its own attribute of that name, else its named parameters that have no
     default and are not filled by TRL or by `params`.
 
     Raises:
         RewardConfigError: the file or module is missing or fails to import, the attribute is missing or
-            not callable, the function is async, lacks `**kwargs`, or a param is not one of its parameters.
+            not callable, the function lacks `**kwargs`, or a param is not one of its parameters.
     """
-    location, _, attribute = _split(path)
-    module = _import_file(location, base_dir) if _is_file(location) else _import_module(location, base_dir)
-    function = _attribute(module, attribute, path)
+    function = import_user_object(path, base_dir=base_dir)
     signature = _checked_signature(function, path)
     _check_params(signature, params, path)
-    return UserReward(function, params, _required_columns(function, signature, params))
+    reward_class = AsyncUserReward if _is_async(function) else UserReward
+    return reward_class(function, params, _required_columns(function, signature, params))
+
+
+def import_user_object(
+    path: str, *, base_dir: Path | None, kind: str = "reward", error: type[GrpokitError] = RewardConfigError
+) -> Any:
+    """The callable `path` names ('pkg.module:name', 'pkg.module.name' or 'file.py:name', relative to `base_dir`).
+
+    `kind` names it in messages ("reward", "tool", "environment", ...), raised as `error`.
+
+    Raises:
+        `error`: the path names no attribute, the file or module is missing or fails to import, the
+            attribute is missing (the closest callables suggested) or not callable.
+    """
+    location, _, attribute = _split(path, kind, error)
+    if _is_file(location):
+        module = _import_file(location, base_dir, kind, error)
+    else:
+        module = _import_module(location, base_dir, kind, error)
+    return _attribute(module, attribute, path, kind, error)
 
 
 class UserReward:
@@ -63,25 +86,38 @@ class UserReward:
         return self.function(prompts=prompts, completions=completions, **{**kwargs, **self.params})
 
 
-def _split(path: str) -> tuple[str, str, str]:
+class AsyncUserReward(UserReward):
+    """An async user reward with its params bound: TRL awaits it on its event loop."""
+
+    async def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list:
+        return await self.function(prompts=prompts, completions=completions, **{**kwargs, **self.params})
+
+
+def _is_async(function: Any) -> bool:
+    return inspect.iscoroutinefunction(function) or (
+        not inspect.isroutine(function) and inspect.iscoroutinefunction(type(function).__call__)
+    )
+
+
+def _split(path: str, kind: str, error: type[GrpokitError]) -> tuple[str, str, str]:
     if ":" in path:
         return path.rpartition(":")
     if not _is_file(path) and "." in path.strip("."):
         return path.rpartition(".")
-    raise RewardConfigError(f'reward "{path}" does not say which function to use', fix=_FORMAT_FIX)
+    raise error(f'{kind} "{path}" does not say which function to use', fix=_FORMAT_FIX.format(kind=kind))
 
 
 def _is_file(location: str) -> bool:
     return location.endswith(".py") or "/" in location or "\\" in location
 
 
-def _import_file(location: str, base_dir: Path | None) -> ModuleType:
+def _import_file(location: str, base_dir: Path | None, kind: str, error_class: type[GrpokitError]) -> ModuleType:
     file = Path(location).expanduser()
     if not file.is_absolute():
         file = (base_dir or Path.cwd()) / file
     if not file.is_file():
-        raise RewardConfigError(
-            f"reward file {location} does not exist", where=str(file.resolve()), fix=_FORMAT_FIX
+        raise error_class(
+            f"{kind} file {location} does not exist", where=str(file.resolve()), fix=_FORMAT_FIX.format(kind=kind)
         )
     # A stable, unique module name: the same file loaded twice is one module, two files never clash.
     digest = hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]
@@ -96,13 +132,13 @@ def _import_file(location: str, base_dir: Path | None) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[module_name]
-        raise RewardConfigError(
-            f"importing reward file {location} raised {type(error).__name__}: {error}", where=str(file)
+        raise error_class(
+            f"importing {kind} file {location} raised {type(error).__name__}: {error}", where=str(file)
         ) from error
     return module
 
 
-def _import_module(module_name: str, base_dir: Path | None) -> ModuleType:
+def _import_module(module_name: str, base_dir: Path | None, kind: str, error_class: type[GrpokitError]) -> ModuleType:
     # Like `python -m`, look in the current directory too, then next to the config; appended, so
     # nothing already importable is shadowed.
     for directory in (Path.cwd(), base_dir):
@@ -111,45 +147,37 @@ def _import_module(module_name: str, base_dir: Path | None) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        raise RewardConfigError(
-            f'reward module "{module_name}" cannot be imported: {error}',
+        raise error_class(
+            f'{kind} module "{module_name}" cannot be imported: {error}',
             where=f"searched sys.path, the current directory and {base_dir or 'no config directory'}",
             fix="install the package, or put the module next to the config file, or use a file path",
         ) from error
     except Exception as error:
-        raise RewardConfigError(
-            f'importing reward module "{module_name}" raised {type(error).__name__}: {error}'
+        raise error_class(
+            f'importing {kind} module "{module_name}" raised {type(error).__name__}: {error}'
         ) from error
 
 
-def _attribute(module: ModuleType, attribute: str, path: str) -> Callable[..., list]:
+def _attribute(module: ModuleType, attribute: str, path: str, kind: str, error: type[GrpokitError]) -> Callable[..., Any]:
     if not hasattr(module, attribute):
         candidates = [
             name for name, value in vars(module).items() if callable(value) and not name.startswith("_")
         ]
         close = difflib.get_close_matches(attribute, candidates, n=1)
-        raise RewardConfigError(
-            f'reward "{path}": module {module.__name__} has no attribute "{attribute}"',
+        raise error(
+            f'{kind} "{path}": module {module.__name__} has no attribute "{attribute}"',
             where=f"callables in the module: {sorted(candidates)}",
             fix=f'did you mean "{close[0]}"?' if close else "check the function name after the ':'",
         )
     function = getattr(module, attribute)
     if not callable(function):
-        raise RewardConfigError(
-            f'reward "{path}": "{attribute}" is not callable (it is the {type(function).__name__} {function!r})'
+        raise error(
+            f'{kind} "{path}": "{attribute}" is not callable (it is the {type(function).__name__} {function!r})'
         )
     return function
 
 
 def _checked_signature(function: Callable[..., Any], path: str) -> inspect.Signature:
-    is_async_instance = not inspect.isroutine(function) and inspect.iscoroutinefunction(
-        type(function).__call__
-    )
-    if inspect.iscoroutinefunction(function) or is_async_instance:
-        raise RewardConfigError(
-            f'reward "{path}" is an async function; grpokit supports plain (sync) reward functions',
-            fix="make it a plain def",
-        )
     signature = inspect.signature(function)
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
         raise RewardConfigError(

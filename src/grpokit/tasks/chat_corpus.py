@@ -2,7 +2,7 @@
 
 Each example is tokenized exactly as GRPOTrainer lays out a rollout: the prompt rendered by the chat
 template with a generation prompt, then the completion tokens; for a tool call, the tool result's
-tokens are cut from the template as TRL's tool loop cuts them (`tool_loop.tool_suffix_ids`), then
+tokens are cut from the template as TRL's tool loop cuts them (`model.tool_loop.tool_suffix_ids`), then
 the final answer. The loss covers only what the model writes (completions, each with its
 `<|im_end|>`); prompts and tool results are masked.
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from grpokit.model.tool_loop import tool_suffix_ids
 from grpokit.tasks import format_task, tool_task
-from grpokit.tasks.tool_loop import tool_suffix_ids
 
 
 @dataclass(frozen=True)

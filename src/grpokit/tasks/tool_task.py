@@ -222,7 +222,7 @@ def measure_tool_use(
     Raises:
         ValueError: `problems` is empty; see `tool_loop.generate_with_tools` for the rest.
     """
-    from grpokit.tasks.tool_loop import generate_with_tools
+    from grpokit.model.tool_loop import generate_with_tools
 
     if not problems:
         raise ValueError("measure_tool_use needs at least one problem")

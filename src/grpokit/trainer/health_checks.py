@@ -20,72 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grpokit.outputs.health_events import RECOVERED, TRIPPED, WARNED
+from grpokit.trainer.health_base import (
+    Check,
+    Reading,
+    ThresholdCheck,
+    Transition,
+    in_a_row,
+    is_eval_log,
+    number,
+)
 from grpokit.trainer.health_patience import scaled_patience
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One check's look at one log: the value it read and whether it counts against the run."""
-
-    value: float
-    bad: bool
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A check that fired or cleared at this log."""
-
-    check: str
-    status: str  # warned | tripped | recovered
-    message: str
-    value: float | None
-    fix: str
-
-
-def number(value: Any) -> float | None:
-    """A log value as a float (NaN and inf kept), or None when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def in_a_row(count: int, what: str = "log") -> str:
-    return f"{count} {what}{'s' if count != 1 else ''} in a row"
-
-
-def is_eval_log(logs: dict[str, Any]) -> bool:
-    return any(key.startswith("eval_") for key in logs)
-
-
-class Check:
-    """One health check. Subclasses set `name`, read their log key, and say what they saw."""
-
-    name = ""
-    reads_eval_logs = False
-    scales_with_the_run = True  # a default patience shrinks to fit a short run (`scaled_patience`)
-
-    def __init__(self, options) -> None:
-        self.options = options
-        self.patience_for_run: int | None = None  # set by `HealthMonitor.fit_to_run`
-
-    @property
-    def action(self) -> str:
-        return self.options.action
-
-    @property
-    def patience(self) -> int:
-        if self.patience_for_run is not None:
-            return self.patience_for_run
-        return getattr(self.options, "patience", 1)
-
-    def read(self, logs: dict[str, Any]) -> Reading | None:
-        raise NotImplementedError
-
-    def describe(self, reading: Reading, streak: int, logs: dict[str, Any]) -> str:
-        raise NotImplementedError
-
-    def fix(self, reading: Reading) -> str:
-        raise NotImplementedError
+from grpokit.trainer.tool_checks import ToolCallsCheck, ToolFailuresCheck
 
 
 class NonfiniteCheck(Check):
@@ -109,18 +54,6 @@ class NonfiniteCheck(Check):
 
     def fix(self, reading):
         return "lower learning_rate, set max_grad_norm (e.g. 1.0), prefer bf16 to fp16, and check the rewards for inf / NaN"
-
-
-class ThresholdCheck(Check):
-    """Counts a log whose `key` is at or above the option `threshold`."""
-
-    key = ""
-
-    def read(self, logs):
-        value = number(logs.get(self.key))
-        if value is None or not math.isfinite(value):
-            return None
-        return Reading(value, value >= self.options.threshold)
 
 
 class ZeroSpreadCheck(ThresholdCheck):
@@ -325,6 +258,8 @@ class HealthMonitor:
             EntropyCheck(options.entropy),
             KlCheck(options.kl),
             RewardHackingCheck(options.reward_hacking),
+            ToolFailuresCheck(options.tool_failures),
+            ToolCallsCheck(options.tool_calls),
         ]
         self.checks = [check for check in checks if check.action != "off"]
         self.states = {check.name: CheckState() for check in self.checks}
@@ -364,7 +299,7 @@ class HealthMonitor:
     def seed_baselines(self, lines: list[dict[str, Any]]) -> None:
         """Learn the baselines from a resumed run's first training lines of metrics.jsonl."""
         for check in self.checks:
-            if isinstance(check, BaselineCheck):
+            if isinstance(check, (BaselineCheck, ToolCallsCheck)):
                 for line in lines:
                     value = check.value_of(line) if not is_eval_log(line) else None
                     if value is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,8 @@ from grpokit.outputs.hub import push_final_model
 from grpokit.outputs.run_info import options_line, record_run_start
 from grpokit.outputs.run_lock import run_lock
 from grpokit.outputs.saving import save_final_model, save_resolved_config
-from grpokit.pipeline import bound_run_prompts, build_reward_set, load_run_data
+from grpokit.pipeline import bound_run_prompts, build_reward_set, check_agent, load_run_data
+from grpokit.rewards.agent import TRL_EXPERIMENTAL_WARNING, AgentSetup, resolve_agent
 from grpokit.rewards.reward_set import RewardSet
 from grpokit.trainer.health import HealthTrip
 from grpokit.trainer.reward_callbacks import summed_over_ranks
@@ -72,8 +74,11 @@ def build_trainer(
     *,
     console=None,
     extra_callbacks: Sequence[TrainerCallback] = (),
+    agent: AgentSetup | None = None,
 ) -> tuple[Any, RunCallbacks]:
     """Load the model, then TRL's GRPOTrainer with the run's `GRPOConfig`, `tokenizer` and grpokit's callbacks.
+
+    `agent`: the config's tools, environments and rollout function (`resolve_agent`), passed to the trainer.
 
     Returns the trainer and its callbacks by name (`extra_callbacks` come first, so their `on_log` can
     add keys that metrics.jsonl then records; see `grpokit.trainer.run_callbacks`).
@@ -85,18 +90,24 @@ def build_trainer(
     check_lora_targets(options, model)
     trainer_class, trainer_kwargs = trainer_class_for(options.dynamic_sampling)  # TRL's, or with dynamic sampling
     try:
-        trainer = trainer_class(
-            model=model,
-            reward_funcs=reward_set.funcs,
-            args=args,
-            train_dataset=data.train,
-            eval_dataset=data.test,
-            processing_class=tokenizer,
-            peft_config=lora_config(options),
-            **trainer_kwargs,
-        )
+        with warnings.catch_warnings():  # TRL's "experimental" warning: grpokit says it once, below
+            warnings.filterwarnings("ignore", message=TRL_EXPERIMENTAL_WARNING, category=UserWarning)
+            trainer = trainer_class(
+                model=model,
+                reward_funcs=list(reward_set.funcs),  # a copy: TRL appends the environments' get_reward to its list
+                args=args,
+                train_dataset=data.train,
+                eval_dataset=data.test,
+                processing_class=tokenizer,
+                peft_config=lora_config(options),
+                **(agent.trainer_kwargs() if agent is not None else {}),
+                **trainer_kwargs,
+            )
     except (ValueError, NotImplementedError, AttributeError) as error:  # what TRL finds only here: one error, as validate's
         raise rejected_value_error(str(error), config.trl_args, config.source, stage="building GRPOTrainer") from None
+    notice = agent.experimental_notice() if agent is not None else None
+    if notice is not None and trainer.is_world_process_zero():
+        logger.warning("%s", notice)
     float32_adapters_on_cpu(trainer.model)  # TRL made a quantized model's adapters bfloat16: slow and coarse on a CPU
     callbacks = build_run_callbacks(
         trainer,
@@ -128,16 +139,20 @@ def _train(config: RunConfig, *, console=None, extra_callbacks: Sequence[Trainer
     if config.hub.token:  # kept out of GRPOConfig (pickled into checkpoints); the Hub reads HF_TOKEN
         os.environ.setdefault("HF_TOKEN", config.hub.token)
     reward_set = build_reward_set(config)
+    agent = resolve_agent(config)  # tools, environments, rollout function: imported and checked before any weights
     data = load_run_data(config, reward_set)
     logger.info("%s", data.description)
     tokenizer = load_tokenizer(options)  # once: for the prompt limits and for the trainer
+    check_agent(config, agent, tokenizer, data)  # as validate does: the same message for the same mistake
     data, prompt_lengths = bound_run_prompts(
-        config, data, tokenizer, model_context=model_context_length(options)
+        config, data, tokenizer, model_context=model_context_length(options), tools=agent.all_tools()
     )  # no prompt longer than max_prompt_length reaches generation
     for line in prompt_lengths:
         logger.info("%s", line)
     resume_from = resume_checkpoint(options.resume, options.resolved_checkpoint_dir)
-    trainer, callbacks = build_trainer(config, data, reward_set, tokenizer, console=console, extra_callbacks=extra_callbacks)
+    trainer, callbacks = build_trainer(
+        config, data, reward_set, tokenizer, console=console, extra_callbacks=extra_callbacks, agent=agent
+    )
     is_main_process = trainer.is_world_process_zero()  # the trainer's answer, for everything below and the CLI
     output_dir = Path(options.output_dir)
     resumed_step = checkpoint_global_step(resume_from) if resume_from is not None else 0

@@ -12,6 +12,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from grpokit.compat.trl_internals import recent_generation_batch
+from grpokit.outputs.conversation import MESSAGES_KEY, conversation_text, is_conversation
 from grpokit.outputs.tracking.base import NullTracker, RunStart
 from grpokit.outputs.tracking.system_metrics import SystemMetricsSampler
 
@@ -32,21 +33,27 @@ def numeric_metrics(logs: dict[str, Any]) -> dict[str, float]:
 
 
 def message_text(value: Any) -> str:
-    """A prompt or completion as text: plain strings unchanged, chat messages as `role: content` lines."""
+    """A prompt or completion as text: plain strings unchanged, chat messages as `role: content` lines
+    (tool calls and tool results included: `grpokit.outputs.conversation.conversation_text`)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, dict) and "role" not in value:
         content = value.get("content", "")
         if isinstance(content, list):  # [{"type": "text", "text": ...}, {"type": "image"}]
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        return f"{value.get('role', '')}: {content}" if "role" in value else str(content)
+        return str(content)
+    if isinstance(value, dict) or is_conversation(value):
+        return conversation_text(value)
     if isinstance(value, list):
         return "\n".join(message_text(item) for item in value)
     return str(value)
 
 
-def trl_recent_completions(trainer) -> list[dict[str, Any]]:
+def trl_recent_completions(trainer, *, keep_messages: bool = False) -> list[dict[str, Any]]:
     """The latest generation batch GRPOTrainer keeps: one row per completion with prompt, completion, each reward, advantage.
+
+    `completion` is text; with `keep_messages`, a chat completion is also kept as its message list
+    under `messages` (tool calls and results included) for the report to draw.
 
     Read through `grpokit.compat.trl_internals` (the buffer is private to TRL); with a TRL release that
     keeps none, this returns no rows and the callback says so once.
@@ -57,6 +64,8 @@ def trl_recent_completions(trainer) -> list[dict[str, Any]]:
     rows = []
     for i, (prompt, completion) in enumerate(zip(batch.prompts, batch.completions)):
         row: dict[str, Any] = {"prompt": message_text(prompt), "completion": message_text(completion)}
+        if keep_messages and is_conversation(completion):
+            row[MESSAGES_KEY] = completion
         for name, values in batch.rewards.items():
             value = values[i] if i < len(values) else None
             row[f"rewards/{name}"] = (
