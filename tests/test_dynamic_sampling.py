@@ -315,6 +315,7 @@ def sampling_config(tmp_path: Path, tiny_config: dict) -> Path:
         "rewards": [{"name": "./flat_on_even.py:flat_on_even", "log_dir": str(tmp_path / "scores")}],
         "dynamic_sampling": {"enabled": True, "max_rounds": 4},
         "save_strategy": "no",
+        "log_completions_every": 0,  # no before/after answers: every scoring in the log is a training step's
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -331,7 +331,9 @@ def test_a_nan_reward_under_on_error_zero_is_counted_not_hidden(workdir, kept):
     (workdir / "nan_reward.py").write_text(NAN_REWARD)
     write_jsonl(workdir / "rows.jsonl", [{"prompt": f"{i}+1=", "answer": str(i + 1), "row": i} for i in range(8)])
     rewards = [{"name": "nan_reward.py:nan_but_row_0", "on_error": "zero"}]
-    config = write_config(workdir, base_config(workdir, train_dataset_path="rows.jsonl", rewards=rewards, max_steps=2))
+    settings = base_config(workdir, train_dataset_path="rows.jsonl", rewards=rewards, max_steps=2)
+    settings["log_completions_every"] = 0  # no before/after answers: every scoring in the log is a training step's
+    config = write_config(workdir, settings)
     outcome = grpokit("train", str(config), cwd=workdir)
     assert outcome.code == 0, outcome.output[-3000:]
     lines = [json.loads(line) for line in (workdir / "out" / "metrics.jsonl").read_text().splitlines()]

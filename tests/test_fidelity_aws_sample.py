@@ -67,7 +67,8 @@ def changed_weights(model_dir: Path) -> list[str]:
 # ----------------------------------------------------------------------------- convert
 
 
-def test_the_converted_sample_resolves_to_trl_0_17_0_values_and_the_samples_model_setup(tmp_path):
+def test_the_converted_sample_resolves_to_trl_0_17_0_values_and_the_samples_model_setup(tmp_path, monkeypatch):
+    monkeypatch.setattr("grpokit.config.packages._installed", lambda module: True)  # the sample's GPU image has flash-attn
     written = run_convert("aws-sample", SAMPLE_ARGS, tmp_path / "grpokit.yaml").path
     config = load_config(written, cuda_available=True, world_size=1)  # as on the sample's GPU instance
     options, trl = config.options, config.trl_args

@@ -127,7 +127,7 @@ def test_a_config_without_training_data_is_one_clear_error():
         load({"model_id": "builtin:tiny"})
     assert error.value.what == (
         "no training data: set train_dataset_path (a local file or directory), load_dataset (TRL: dataset_name) "
-        "or dataset_mixture (TRL: datasets)"
+        "or dataset_mixture (TRL: datasets); or an environment: that makes its own tasks"
     )
 
 
@@ -202,7 +202,7 @@ def test_the_accelerate_variant_config_trains_2_steps_scored_by_the_reward_model
 ):
     caplog.set_level(logging.WARNING, logger="grpokit")
     config = load_config(accelerate_variant_config(tmp_path, saved_dataset, tiny_reward_model))
-    assert "sets mixed_precision: fp16, which needs a CUDA GPU; training in float32 instead" in caplog.text
+    assert "mixed_precision: 'fp16' -> 'no' (needs a CUDA GPU; training in float32 instead)" in caplog.text
     result = train(config)
     out = tmp_path / "out"
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -41,7 +41,8 @@ def test_make_gpu_check_runs_the_script(tmp_path):
     assert result.stdout.startswith("gpu_check: no CUDA GPU found"), result.stdout
 
 
-def test_the_configs_it_runs_are_the_converted_sample_with_only_the_check_settings_changed(tmp_path):
+def test_the_configs_it_runs_are_the_converted_sample_with_only_the_check_settings_changed(tmp_path, monkeypatch):
+    monkeypatch.setattr("grpokit.config.packages._installed", lambda module: True)  # a GPU machine has flash-attn
     check = gpu_check_module()
     model_dir = tmp_path / "model"
     plain = check.converted_config(tmp_path / "a", model_dir, steps=2, completion_tokens=32, vllm=False)

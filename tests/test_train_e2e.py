@@ -198,7 +198,8 @@ def test_the_trainer_gets_the_loaded_grpo_config_and_the_run_callbacks_in_their_
     assert trainer.args is config.grpo_config, "TRL's config is built once, at load"
     assert trainer.args.reward_weights == [1.0, 1.0]
     ours = list(callbacks.in_run_order())
-    assert ours[0] is extra and ours[1] is callbacks.reward_spread and ours[-1] is callbacks.tracking
+    assert ours[0] is callbacks.tool_metric_names, "TRL's tool metric names are made grpokit's before any other callback reads a log"
+    assert ours[1] is extra and ours[2] is callbacks.reward_spread and ours[-1] is callbacks.tracking
     assert ours.index(callbacks.health) < ours.index(callbacks.tensorboard) < ours.index(callbacks.metrics)
     assert ours.index(callbacks.stop) < ours.index(callbacks.watchdog)
     handler = trainer.callback_handler.callbacks

@@ -32,8 +32,8 @@ from grpokit.cli.migration import (
     resolve_for_job,
 )
 from grpokit.cli.migration import convert as convert_command
+from grpokit.cli.tables import print_sample_conversation, reward_table
 from grpokit.cli.train import train_here, train_with_torchrun
-from grpokit.formatting import fmt
 
 DEFAULT_PROBE_ROWS = 16  # grpokit.commands.probe.DEFAULT_ROWS (not imported here: the CLI starts without torch)
 
@@ -115,7 +115,7 @@ def validate(
         )
         if report.model.weights is not None:
             stdout.print(f"[green]memory[/]: {report.model.weights.line()}")
-        stdout.print(_reward_table(report))
+        stdout.print(reward_table(report))
         for note in report.notes:
             stdout.print(f"[yellow]note[/]: {note}", highlight=False)
         if report.trial_step is not None:
@@ -130,24 +130,6 @@ def validate(
             stdout.print(projection_line(probed))
             for step in probed.next_steps:
                 stdout.print(f"next step: {step}", highlight=False, markup=False)
-
-
-def _reward_table(report) -> Table:
-    table = Table(title="rewards on sample rows (dummy completions)")
-    table.add_column("row")
-    table.add_column("completion")
-    for name, weight in zip(report.reward_names, report.reward_weights):
-        table.add_column(f"{name} (x{weight:g})", justify="right")
-    table.add_column("total", justify="right")
-    for entry in report.reward_rows:
-        scores = entry["scores"]
-        table.add_row(
-            str(entry["row"]),
-            repr(entry["completion"])[:40],
-            *[fmt(scores.get(name)) for name in report.reward_names],
-            fmt(entry["total"]),
-        )
-    return table
 
 
 @app.command()
@@ -328,21 +310,9 @@ def eval_(
         )
         report = run_eval(run_config, model, options, output_dir=output, compare=compare)
         stdout.print(eval_table(report))
-        _print_sample_conversation(report.result.samples)
+        print_sample_conversation(report.result.samples)
         stdout.print(f"wrote [bold]{report.eval_path}[/] and {report.samples_path.name}")
         _refresh_run_report(Path(model), report.eval_path)
-
-
-def _print_sample_conversation(samples: list[dict]) -> None:
-    """With tools: the first completion that made a tool call, turn by turn (every sample is in eval_samples.jsonl)."""
-    from rich.text import Text
-
-    from grpokit.outputs.conversation import conversation_text, has_tool_messages
-
-    sample = next((sample for sample in samples if has_tool_messages(sample.get("completion"))), None)
-    if sample is not None:
-        stdout.print(f"a sample conversation ({sample.get('model')}, row {sample.get('row')}, reward total {fmt(sample.get('total'))}):")
-        stdout.print(Text(conversation_text(sample["completion"])))
 
 
 def _refresh_run_report(model: Path, eval_path: Path) -> None:
