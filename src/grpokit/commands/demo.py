@@ -20,20 +20,22 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from grpokit.commands.demo_common import (
+    fresh_output_dir,
+    load_task_config,
+    mean,
+    write_summary,
+)
 from grpokit.formatting import fmt
 from grpokit.outputs.files import (
-    CONFIG_FILE,
     HELDOUT_COMPLETIONS_FILE,
     METRICS_FILE,
-    PLOT_FILE,
-    REPORT_FILE,
-    SUMMARY_FILE,
     atomic_write_text,
 )
 from grpokit.outputs.report import ACCURACY_KEY, ReportPaths, read_jsonl, series, write_report
@@ -43,8 +45,6 @@ logger = logging.getLogger("grpokit.demo")
 
 DEFAULT_OUTPUT_DIR = "outputs/demo"
 TRAIN_DATA_FILE = "data/train.jsonl"  # inside the output directory
-# Files of an earlier demo in the same directory; removed first so nothing stale reaches the report.
-DEMO_OUTPUT_FILES = (METRICS_FILE, HELDOUT_COMPLETIONS_FILE, SUMMARY_FILE, REPORT_FILE, PLOT_FILE, CONFIG_FILE)
 REWARD_WINDOW = 10  # steps averaged for reward_first_mean / reward_last_mean
 
 # The demo's config; examples/demo.yaml holds the same keys and values.
@@ -211,12 +211,7 @@ def write_training_problems(path: Path, count: int, *, seed: int) -> Path:
 
 def load_demo_config(output_dir: Path, config_path: str | Path | None = None, overrides: Sequence[str] = ()):
     """The demo config (`DEMO_SETTINGS`, or `config_path`) writing to `output_dir`, then `overrides`."""
-    from grpokit.config.loading import load_config
-
-    placement = [f"output_dir={output_dir}", f"train_dataset_path={output_dir / TRAIN_DATA_FILE}"]
-    if config_path is not None:
-        return load_config(config_path, [*placement, *overrides])
-    return load_config(data=DEMO_SETTINGS, overrides=[*placement, *overrides])
+    return load_task_config(DEMO_SETTINGS, output_dir, config_path, overrides, train_data_file=TRAIN_DATA_FILE)
 
 
 def run_demo(
@@ -235,9 +230,7 @@ def run_demo(
     from grpokit.trainer import train
 
     started = time.perf_counter()
-    output_dir = Path(output_dir)
-    for name in DEMO_OUTPUT_FILES:
-        (output_dir / name).unlink(missing_ok=True)
+    output_dir = fresh_output_dir(output_dir)
     config = load_demo_config(output_dir, config_path, overrides)
     seed = config.grpo_config.seed  # TRL's default when the config sets none
     write_training_problems(output_dir / TRAIN_DATA_FILE, options.train_problems, seed=seed)
@@ -250,8 +243,7 @@ def run_demo(
     )
     result = train(config, console=console, extra_callbacks=[heldout])
     summary = summarize(heldout, result, output_dir, seed=seed, total_seconds=time.perf_counter() - started)
-    summary_path = output_dir / SUMMARY_FILE
-    atomic_write_text(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
+    summary_path = write_summary(output_dir, summary)
     report = write_report(output_dir)
     return DemoResult(summary=summary, output_dir=output_dir, report=report, summary_path=summary_path)
 
@@ -273,15 +265,11 @@ def summarize(
         total_seconds=total_seconds,
         reward_first=rewards[0] if rewards else None,
         reward_last=rewards[-1] if rewards else None,
-        reward_first_mean=_mean(rewards[:REWARD_WINDOW]),
-        reward_last_mean=_mean(rewards[-REWARD_WINDOW:]),
+        reward_first_mean=mean(rewards[:REWARD_WINDOW]),
+        reward_last_mean=mean(rewards[-REWARD_WINDOW:]),
         seed=seed,
         accuracy_curve=[[entry.step, entry.accuracy] for entry in heldout.history],
     )
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def summary_table(result: DemoResult):

@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -37,21 +37,16 @@ from grpokit.commands.demo_aws_sample_config import (
     data_placement,
     demo_settings,
 )
+from grpokit.commands.demo_common import fresh_output_dir, torch_threads, write_summary
 from grpokit.outputs.files import (
-    CONFIG_FILE,
     HELDOUT_COMPLETIONS_FILE,
     METRICS_FILE,
-    PLOT_FILE,
-    REPORT_FILE,
-    SUMMARY_FILE,
-    atomic_write_text,
 )
 from grpokit.outputs.report import ReportPaths, write_report
 from grpokit.tasks import format_task
 
 logger = logging.getLogger("grpokit.demo")
 
-DEMO_OUTPUT_FILES = (METRICS_FILE, HELDOUT_COMPLETIONS_FILE, SUMMARY_FILE, REPORT_FILE, PLOT_FILE, CONFIG_FILE)
 FORMAT_KEY = "heldout_format"  # metrics.jsonl keys of the held-out figures (greedy)
 ROUGE_KEY = "heldout_rouge_l_precision"
 
@@ -209,15 +204,11 @@ def run_aws_sample_demo(
     Raises:
         GrpokitError: the config (or an override) is invalid, or training fails.
     """
-    import torch
-
     from grpokit.config.loading import load_config
     from grpokit.trainer import train
 
     started = time.perf_counter()
-    output_dir = Path(output_dir)
-    for name in DEMO_OUTPUT_FILES:
-        (output_dir / name).unlink(missing_ok=True)
+    output_dir = fresh_output_dir(output_dir)
     placement = [f"{key}={value}" for key, value in data_placement(output_dir).items()]
     if config_path is not None:
         config = load_config(config_path, [*placement, *overrides])
@@ -231,14 +222,10 @@ def run_aws_sample_demo(
         metrics_path=output_dir / METRICS_FILE,
         completions_path=output_dir / HELDOUT_COMPLETIONS_FILE,
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(options.threads)
-    try:
+    with torch_threads(options.threads):
         load_before, cpu_started = os.getloadavg()[0], time.process_time()
         result = train(config, console=console, extra_callbacks=[heldout])
         cpu_seconds = time.process_time() - cpu_started
-    finally:
-        torch.set_num_threads(threads)
     before, after = heldout.history[0], heldout.history[-1]
     summary = AwsDemoSummary(
         format_before=before.greedy_format,
@@ -262,8 +249,7 @@ def run_aws_sample_demo(
         torch_threads=options.threads,
         seed=seed,
     )
-    summary_path = output_dir / SUMMARY_FILE
-    atomic_write_text(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
+    summary_path = write_summary(output_dir, summary)
     report = write_report(output_dir)
     return AwsDemoResult(summary=summary, output_dir=output_dir, report=report, summary_path=summary_path)
 

@@ -25,15 +25,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from grpokit.commands.demo_common import (
+    fresh_output_dir,
+    load_task_config,
+    mean,
+    torch_threads,
+    write_summary,
+)
 from grpokit.formatting import fmt
 from grpokit.outputs.conversation import MESSAGES_KEY
-from grpokit.outputs.files import HELDOUT_COMPLETIONS_FILE, METRICS_FILE, SUMMARY_FILE, atomic_write_text
+from grpokit.outputs.files import HELDOUT_COMPLETIONS_FILE, METRICS_FILE, atomic_write_text
 from grpokit.outputs.report import ACCURACY_KEY, ReportPaths, read_jsonl, series, write_report
 from grpokit.outputs.tracking.callback import message_text
 from grpokit.tasks import tool_task
@@ -193,12 +200,7 @@ def write_training_problems(path: Path, count: int, *, seed: int) -> Path:
 
 def load_tools_demo_config(output_dir: Path, config_path: str | Path | None = None, overrides: Sequence[str] = ()):
     """The demo config (`TOOLS_DEMO_SETTINGS`, or `config_path`) writing to `output_dir`, then `overrides`."""
-    from grpokit.config.loading import load_config
-
-    placement = [f"output_dir={output_dir}", f"train_dataset_path={output_dir / TRAIN_DATA_FILE}"]
-    if config_path is not None:
-        return load_config(config_path, [*placement, *overrides])
-    return load_config(data=TOOLS_DEMO_SETTINGS, overrides=[*placement, *overrides])
+    return load_task_config(TOOLS_DEMO_SETTINGS, output_dir, config_path, overrides, train_data_file=TRAIN_DATA_FILE)
 
 
 def run_tools_demo(
@@ -216,15 +218,10 @@ def run_tools_demo(
     Raises:
         GrpokitError: the config (or an override) is invalid, or training fails.
     """
-    import torch
-
-    from grpokit.commands.demo import DEMO_OUTPUT_FILES
     from grpokit.trainer import train
 
     started = time.perf_counter()
-    output_dir = Path(output_dir)
-    for name in DEMO_OUTPUT_FILES:
-        (output_dir / name).unlink(missing_ok=True)
+    output_dir = fresh_output_dir(output_dir)
     config = load_tools_demo_config(output_dir, config_path, overrides)
     seed = config.grpo_config.seed
     write_training_problems(output_dir / TRAIN_DATA_FILE, options.train_problems, seed=seed)
@@ -235,15 +232,10 @@ def run_tools_demo(
         completions_path=output_dir / HELDOUT_COMPLETIONS_FILE,
         sample_completions=options.sample_completions,
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(options.threads)
-    try:
+    with torch_threads(options.threads):
         result = train(config, console=console, extra_callbacks=[heldout])
-    finally:
-        torch.set_num_threads(threads)
     summary = summarize(heldout, result, output_dir, seed=seed, threads=options.threads, total_seconds=time.perf_counter() - started)
-    summary_path = output_dir / SUMMARY_FILE
-    atomic_write_text(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
+    summary_path = write_summary(output_dir, summary)
     return ToolsDemoResult(summary=summary, output_dir=output_dir, report=write_report(output_dir), summary_path=summary_path)
 
 
@@ -265,15 +257,11 @@ def summarize(heldout: HeldoutToolUseCallback, result, output_dir: Path, *, seed
         heldout_eval_seconds=heldout.eval_seconds,
         total_seconds=total_seconds,
         threads=threads,
-        reward_first_mean=_mean(rewards[:REWARD_WINDOW]),
-        reward_last_mean=_mean(rewards[-REWARD_WINDOW:]),
+        reward_first_mean=mean(rewards[:REWARD_WINDOW]),
+        reward_last_mean=mean(rewards[-REWARD_WINDOW:]),
         seed=seed,
         accuracy_curve=[[entry.step, entry.accuracy, entry.tool_call_rate] for entry in heldout.history],
     )
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def tools_summary_table(result: ToolsDemoResult):
