@@ -20,17 +20,17 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grpokit.tasks import rows
+
 # The AWS sample's system prompt, verbatim (model-trainer-notebook.ipynb, `prepare_dataset`).
 SYSTEM_PROMPT = (
     "\n    Respond in the following format:\n    <think>\n    ...\n    </think>\n    <answer>\n    ...\n    </answer>\n    "
 )
-DATASET_FILE_NAME = "dataset.json"
 HELDOUT_ONE_IN = 8
 HELDOUT_ORDER_SEED = 20261208
 WORDS = (
@@ -176,11 +176,7 @@ def heldout_problems(n: int = 100) -> list[FormatProblem]:
 
 def write_dataset(out_dir: str | Path, problems: list[FormatProblem]) -> Path:
     """Write `problems` as `out_dir/dataset.json` in the sample's layout (JSON Lines); returns the file."""
-    path = Path(out_dir) / DATASET_FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(problem.row(), ensure_ascii=False) for problem in problems]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return rows.write_dataset(out_dir, (problem.row() for problem in problems))
 
 
 def sample_rewards():

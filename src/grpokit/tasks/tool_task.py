@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from grpokit.data.messages import text_of
+from grpokit.tasks import rows
 
 OPERAND_LOW = 100
 OPERAND_HIGH = 999
@@ -41,7 +41,6 @@ QUESTION_TEMPLATES = (
     "Multiply {a} by {b}.",
     "What is {a} times {b}?",
 )
-DATASET_FILE_NAME = "dataset.json"  # the AWS sample's file name inside a channel directory
 
 ANSWER_TEMPLATE = "The answer is {answer}."
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -196,11 +195,7 @@ def count_tool_calls(completion: str | list[dict[str, Any]]) -> int:
 
 def write_dataset(out_dir: str | Path, problems: list[MultiplicationProblem]) -> Path:
     """Write `problems` as `out_dir/dataset.json` (JSON Lines: prompt, question, answer); returns the file."""
-    path = Path(out_dir) / DATASET_FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(problem.row(), ensure_ascii=False) for problem in problems]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return rows.write_dataset(out_dir, (problem.row() for problem in problems))
 
 
 def measure_tool_use(
