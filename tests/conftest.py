@@ -15,6 +15,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# One torch thread per test process and per child it starts: `make test` runs one pytest process per core, so
+# torch's default (a thread per core in each) only makes the processes wait on each other's threads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 # .ci/run sets GRPOKIT_CI=1: there, a check that needs a tool (a browser, deepspeed) fails when the tool is

@@ -309,6 +309,7 @@ def timed_load(config: dict, endpoint: str, tmp_path: Path, env: dict | None = N
                           timeout=RUN_TIMEOUT_S, check=False)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", ["closed", "silent"])
 def test_a_hub_id_without_a_network_answers_within_5_s_in_one_message(tmp_path, tiny_config, endpoint, request):
     url = f"http://127.0.0.1:{closed_port()}" if endpoint == "closed" else request.getfixturevalue("silent_endpoint")
@@ -333,6 +334,7 @@ def fill_hub_cache(cache: Path, repo_id: str) -> None:
     (repo / "refs" / "main").write_text(commit)
 
 
+@pytest.mark.slow
 def test_a_cached_hub_id_loads_from_the_cache_when_the_hub_is_unreachable(tmp_path, tiny_config):
     fill_hub_cache(tmp_path / "hf-cache", "some-org/tiny")
     result = timed_load({**tiny_config, "model_id": "some-org/tiny"}, f"http://127.0.0.1:{closed_port()}", tmp_path)
