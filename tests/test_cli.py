@@ -106,6 +106,41 @@ def test_models_lists_builtin_tiny():
     assert result.returncode == 0 and "builtin:tiny" in result.stdout
 
 
+# Exit handlers that see the interpreter's state: one registered before grpokit's (it runs after it) and one
+# after (it runs before); an object still reachable at exit, in a reference cycle, holds an unclosed file with
+# unwritten text (a normal exit writes it: the shutdown collects the cycle; frozen, it would not be collected).
+EXIT_ORDER = """
+import atexit, gc, sys
+atexit.register(lambda: print("after grpokit's handler: frozen", gc.get_freeze_count() > 0))
+from grpokit.cli.common import lighter_interpreter_exit
+lighter_interpreter_exit()
+atexit.register(lambda: print("before grpokit's handler: frozen", gc.get_freeze_count() > 0))
+class Holder:
+    pass
+holder = Holder()
+holder.me, holder.file = holder, open(sys.argv[1], "w")  # a cycle: only a garbage collection closes the file
+holder.file.write("written " * 1000)
+"""
+
+
+def test_the_exit_collects_garbage_then_freezes_after_every_later_exit_handler(tmp_path):
+    unclosed = tmp_path / "unclosed.txt"
+    result = subprocess.run([sys.executable, "-c", EXIT_ORDER, str(unclosed)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["before grpokit's handler: frozen False", "after grpokit's handler: frozen True"]
+    assert unclosed.read_text() == "written " * 1000, "open files are flushed before the freeze"
+
+
+def test_every_command_exits_through_the_lighter_exit():
+    code = (
+        "import atexit, gc, sys; atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0)); "
+        "sys.argv = ['grpokit', 'models']; from grpokit.cli import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "builtin:tiny" in result.stdout and result.stdout.splitlines()[-1] == "frozen at exit: True"
+
+
 @pytest.mark.slow
 def test_nproc_checks_the_config_for_the_job_before_starting_ranks(tmp_path, tiny_config):
     # 3 prompts per process x 2 processes = 6: no whole groups of 4. One message, exit 2, no ranks started.

@@ -59,6 +59,34 @@ def test_lora_adapter_run_writes_loadable_adapter_and_metrics(tiny_config):
 
 
 @pytest.mark.slow
+def test_step_time_is_the_wall_time_between_logged_steps_and_trls_own_figure_is_kept_apart(tiny_config):
+    import time
+
+    from transformers import TrainerCallback
+
+    class LogClock(TrainerCallback):  # an independent clock: the wall time at each training log
+        def __init__(self):
+            self.begin, self.stamps = None, []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.begin = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "train_runtime" not in logs:
+                self.stamps.append(time.perf_counter())
+
+    clock = LogClock()
+    train(load_config(data={**tiny_config, "max_steps": 3}), extra_callbacks=[clock])
+    lines = metric_lines(Path(tiny_config["output_dir"]))
+    walls = [after - before for before, after in zip([clock.begin, *clock.stamps], clock.stamps)]
+    assert len(lines) == len(walls) == 3
+    for line, wall in zip(lines, walls):
+        # TRL's `step_time` is only its training_step; each step here also saves a checkpoint (save_steps: 1)
+        assert line["trl_step_time"] < line["step_time"], line
+        assert abs(line["step_time"] - wall) < 0.05 * wall + 0.005, (line["step_time"], wall)
+
+
+@pytest.mark.slow
 def test_merged_model_is_plain_transformers_checkpoint_with_changed_weights(tiny_config):
     tiny_config["merge_weights"] = True
     tiny_config["lora_r"] = 4
@@ -199,7 +227,8 @@ def test_the_trainer_gets_the_loaded_grpo_config_and_the_run_callbacks_in_their_
     assert trainer.args.reward_weights == [1.0, 1.0]
     ours = list(callbacks.in_run_order())
     assert ours[0] is callbacks.tool_metric_names, "TRL's tool metric names are made grpokit's before any other callback reads a log"
-    assert ours[1] is extra and ours[2] is callbacks.reward_spread and ours[-1] is callbacks.tracking
+    assert ours[1] is callbacks.step_time, "the step's wall time is in the logs before any callback reads them"
+    assert ours[2] is extra and ours[3] is callbacks.reward_spread and ours[-1] is callbacks.tracking
     assert ours.index(callbacks.health) < ours.index(callbacks.tensorboard) < ours.index(callbacks.metrics)
     assert ours.index(callbacks.stop) < ours.index(callbacks.watchdog)
     handler = trainer.callback_handler.callbacks

@@ -20,6 +20,7 @@ from grpokit.cli.common import (
     SetOption,
     VerboseOption,
     console,
+    lighter_interpreter_exit,
     reporting_errors,
     setup_logging,
     stdout,
@@ -368,6 +369,7 @@ def _split_name(split: str) -> str:
 
 def main() -> None:
     """Console-script entry point."""
+    lighter_interpreter_exit()
     app()
 
 

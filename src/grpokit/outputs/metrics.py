@@ -52,11 +52,53 @@ class ToolMetricNamesCallback(TrainerCallback):
             readable_tool_metrics(logs)
 
 
+STEP_TIME = "step_time"
+TRL_STEP_TIME = "trl_step_time"
+
+
+class StepTimeCallback(TrainerCallback):
+    """`step_time` in each training log: wall seconds per optimizer step since the previous training log (or
+    since training began), set before any other grpokit callback reads the log, so metrics.jsonl, the report
+    and every tracker hold the same figure.
+
+    TRL 1.16 logs a `step_time` of its own under that name: the seconds spent inside its `training_step`
+    (generation, rewards, forward and backward), without the optimizer step, the callbacks or the data
+    loading. It is kept as `trl_step_time`; before this callback it overwrote grpokit's wall time in
+    metrics.jsonl, which then understated every step by those missing parts.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> timer, state = StepTimeCallback(), SimpleNamespace(global_step=0)
+        >>> timer.on_train_begin(None, state, None)
+        >>> state.global_step, logs = 2, {"loss": 0.1, "step_time": 0.001}
+        >>> timer.on_log(None, state, None, logs=logs)
+        >>> sorted(logs), logs["trl_step_time"], 0 < logs["step_time"] < 1
+        (['loss', 'step_time', 'trl_step_time'], 0.001, True)
+    """
+
+    def __init__(self) -> None:
+        self._last_time: float | None = None
+        self._last_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_time, self._last_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_runtime" in logs or any(key.startswith("eval_") for key in logs):
+            return  # the end-of-training summary and evaluations are not steps: their time goes to the next step
+        now = time.perf_counter()
+        if STEP_TIME in logs:
+            logs[TRL_STEP_TIME] = logs.pop(STEP_TIME)
+        steps = max(state.global_step - self._last_step, 1)
+        logs[STEP_TIME] = (now - (self._last_time or now)) / steps
+        self._last_time, self._last_step = now, state.global_step
+
+
 class MetricsJsonlCallback(TrainerCallback):
     """Append one JSON object per logged training step to `metrics.jsonl`.
 
-    Each line holds `step`, `epoch`, `step_time` (seconds per optimizer step since the previous line),
-    and everything TRL logged (`reward`, `rewards/<name>/mean`, `loss`, `completions/mean_length`, ...;
+    Each line holds `step`, `epoch`, `step_time` (wall seconds per optimizer step since the previous line,
+    set in the log by `StepTimeCallback`; TRL's own figure as `trl_step_time`), and everything TRL logged (`reward`, `rewards/<name>/mean`, `loss`, `completions/mean_length`, ...;
     its tool metrics as `tools/calls_per_completion` and `tools/failure_share`),
     plus `rewards/<name>/failures` for rewards configured `on_error: zero`. On resume, lines past the
     resumed step are dropped so the file never holds a step twice.
@@ -65,16 +107,12 @@ class MetricsJsonlCallback(TrainerCallback):
     def __init__(self, path: str | Path, failure_counts: Callable[[], dict[str, int]] | None = None) -> None:
         self.path = Path(path)
         self.failure_counts = failure_counts
-        self._last_time: float | None = None
-        self._last_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         truncate_jsonl_after(self.path, state.global_step)
-        self._last_time = time.perf_counter()
-        self._last_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
@@ -82,11 +120,8 @@ class MetricsJsonlCallback(TrainerCallback):
         if any(key.startswith("eval_") for key in logs):
             record = {"step": state.global_step, **{k: _finite(v) for k, v in logs.items()}}
         else:
-            now = time.perf_counter()
-            steps = max(state.global_step - self._last_step, 1)
-            record = {"step": state.global_step, "epoch": state.epoch, "step_time": (now - (self._last_time or now)) / steps}
+            record = {"step": state.global_step, "epoch": state.epoch, STEP_TIME: logs.get(STEP_TIME)}
             record.update({key: _finite(value) for key, value in logs.items()})
-            self._last_time, self._last_step = now, state.global_step
         if self.failure_counts is not None:
             record.update({f"rewards/{name}/failures": count for name, count in self.failure_counts().items()})
         with self.path.open("a", encoding="utf-8") as handle:

@@ -9,6 +9,7 @@ and TensorBoard callbacks). The recipe then reads them by name: `callbacks.stop.
 | field | what it does | why there |
 |---|---|---|
 | `tool_metric_names` | TRL's tool metrics renamed in each log (`tools/calls_per_completion`, `tools/failure_share`) | first: every callback after it reads one name |
+| `step_time` | `step_time` in each log: wall seconds per optimizer step (TRL's own `step_time` kept as `trl_step_time`) | before every reader of a log |
 | `extra` | the caller's own (the demo's held-out accuracy) | first: the keys they add to a log are recorded |
 | `reward_spread` | adds `rewards/<name>/frac_zero_std` to each log | before health, which names them, and the recorders |
 | `health` | the health checks: `health/<check>` in each log, warn or stop | before the recorders |
@@ -41,7 +42,12 @@ from grpokit.config.schema import RunConfig
 from grpokit.outputs.before_after import before_after_callback
 from grpokit.outputs.checkpoints import CheckpointMarkerCallback
 from grpokit.outputs.files import BEFORE_AFTER_FILE, METRICS_FILE, SAMPLE_COMPLETIONS_FILE
-from grpokit.outputs.metrics import MetricsJsonlCallback, SampleCompletionsCallback, ToolMetricNamesCallback
+from grpokit.outputs.metrics import (
+    MetricsJsonlCallback,
+    SampleCompletionsCallback,
+    StepTimeCallback,
+    ToolMetricNamesCallback,
+)
 from grpokit.outputs.tracking import (
     TrackingCallback,
     replace_transformers_trackers,
@@ -60,6 +66,7 @@ class RunCallbacks:
     """grpokit's callbacks of one training run; the field order is the order the Trainer calls them in."""
 
     tool_metric_names: ToolMetricNamesCallback
+    step_time: StepTimeCallback
     extra: tuple[TrainerCallback, ...]
     reward_spread: RewardSpreadCallback
     health: HealthCallback
@@ -110,6 +117,7 @@ def build_run_callbacks(
     stop.before_forced_exit.append(tracking.end_stopped_by_signal)  # a second signal or a stuck step: KILLED
     return RunCallbacks(
         tool_metric_names=ToolMetricNamesCallback(),
+        step_time=StepTimeCallback(),
         extra=tuple(extra),
         reward_spread=RewardSpreadCallback(trainer),
         health=HealthCallback(
