@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from grpokit.config import load_config
+from grpokit.outputs.metrics import StepTimeCallback
 from grpokit.outputs.tracking import (
     CompositeTracker,
     GuardedTracker,
@@ -205,12 +206,13 @@ def test_callback_forwards_numeric_logs_throughput_and_tables(tmp_path):
         completions=lambda: rows,
         completions_every=2,
     )
+    timer = StepTimeCallback()  # before it in every run (RunCallbacks): the log's step_time is the run's one clock
     args = fake_args(tmp_path)
-    callback.on_train_begin(args, fake_state(0), None)
-    callback.on_log(
-        args, fake_state(1), None, logs={"reward": 0.5, "num_tokens": 100.0, "kl": None, "note": "text"}
-    )
-    callback.on_log(args, fake_state(2), None, logs={"reward": 0.75, "num_tokens": 180.0})
+    for each in (timer, callback):
+        each.on_train_begin(args, fake_state(0), None)
+    for step, logs in ((1, {"reward": 0.5, "num_tokens": 100.0, "kl": None, "note": "text"}), (2, {"reward": 0.75, "num_tokens": 180.0})):
+        for each in (timer, callback):
+            each.on_log(args, fake_state(step), None, logs=logs)
     callback.on_train_end(args, fake_state(2), None)
 
     kinds = [call[0] for call in tracker.calls]

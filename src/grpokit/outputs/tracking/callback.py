@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from transformers import TrainerCallback
 
 from grpokit.compat.trl_internals import recent_generation_batch
 from grpokit.outputs.conversation import MESSAGES_KEY, conversation_text, is_conversation
+from grpokit.outputs.run_record import number, tokens_per_second
 from grpokit.outputs.tracking.base import NullTracker, RunStart
 from grpokit.outputs.tracking.system_metrics import SystemMetricsSampler
 
@@ -81,7 +81,8 @@ class TrackingCallback(TrainerCallback):
     """Sends what the trainer logs to `tracker` (one tracker, a composite, or `NullTracker`).
 
     - on_train_begin: open the run (the same run again when resuming), log the dataset, start system metrics;
-    - on_log: every numeric log value at the global step, plus `step_time` and `tokens_per_second`;
+    - on_log: every numeric log value at the global step (`step_time` included: `StepTimeCallback` runs
+      first), plus `tokens_per_second`;
       every `completions_every` steps a completions table from `completions()`;
     - on_step_end: pending system metric samples;
     - on_train_end: the last completions table, close the run, report lost log calls.
@@ -116,9 +117,7 @@ class TrackingCallback(TrainerCallback):
         self.tags = tags or {}
         self.register_model_as = register_model_as
         self._sampler: SystemMetricsSampler | None = None
-        self._last_time: float | None = None
-        self._last_step = 0
-        self._last_tokens: float | None = None
+        self._last_tokens_line: dict[str, Any] | None = None
         self._last_table_step = -1
         self._said_no_completions = False
         self._finished = False
@@ -145,7 +144,6 @@ class TrackingCallback(TrainerCallback):
         if self.system_metrics_interval > 0:
             self._sampler = SystemMetricsSampler(self.system_metrics_interval)
             self._sampler.start()
-        self._last_time, self._last_step = time.perf_counter(), state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.active or not state.is_world_process_zero or not logs:
@@ -159,17 +157,13 @@ class TrackingCallback(TrainerCallback):
             self._log_completions(state.global_step)
 
     def _throughput(self, step: int, logs: dict[str, Any]) -> dict[str, float]:
-        """Seconds per optimizer step and tokens per second since the previous training log."""
-        now = time.perf_counter()
-        elapsed = now - (self._last_time or now)
-        steps = max(step - self._last_step, 1)
-        extra = {} if "step_time" in logs else {"step_time": elapsed / steps}
-        tokens = logs.get("num_tokens")
-        if isinstance(tokens, (int, float)) and self._last_tokens is not None and elapsed > 0:
-            extra["tokens_per_second"] = (tokens - self._last_tokens) / elapsed
-        self._last_tokens = tokens if isinstance(tokens, (int, float)) else self._last_tokens
-        self._last_time, self._last_step = now, step
-        return extra
+        """Tokens per second since the previous training log that held `num_tokens` (TRL's, cumulative), over
+        the `step_time` that `StepTimeCallback` put in the log: the report's figure (`run_record.tokens_per_second`)."""
+        line = {"step": step, "num_tokens": logs.get("num_tokens"), "step_time": logs.get("step_time")}
+        points = tokens_per_second([self._last_tokens_line, line] if self._last_tokens_line else [line])
+        if number(line["num_tokens"]) is not None:
+            self._last_tokens_line = line
+        return {"tokens_per_second": points[-1][1]} if points else {}
 
     def _log_completions(self, step: int) -> None:
         if self.completions is None or step == self._last_table_step:
